@@ -1,0 +1,54 @@
+# Two commands do all the set-up: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEB_PKGS := bind9-dnsutils knot dnsperf nsd
+DEB_CMDS := dig knotd dnsperf nsd
+CONFIG ?= geodns.toml
+LISTEN ?= --listen 127.0.0.1:5353 --listen [::1]:5353
+
+.PHONY: run test venv deps-test debs lint bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/geodns serve --zones zones $(if $(wildcard $(CONFIG)),--config $(CONFIG)) $(LISTEN)
+
+# Debian packages the interop tests and the benchmark use; installed only when
+# missing and only when we are root (tests that need them skip otherwise).
+debs:
+	@missing=""; for c in $(DEB_CMDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian packages for:$$missing"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PKGS) >/dev/null; \
+	    systemctl stop knot nsd 2>/dev/null || true; \
+	  else echo "not root: missing$$missing, interop tests will skip"; fi; \
+	fi
+
+deps-test: $(VENV)/.installed-test debs
+
+test: deps-test
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check geodns tests tools
+	$(BIN)/mypy
+
+bench: $(VENV)/.installed debs
+	$(BIN)/python tools/bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,202 @@
+"""Bytes in, bytes out: the per-query path shared by the UDP and TCP listeners.
+
+Everything a query needs is reached through one ``State`` reference read once per
+query, so a reload or health change (a new State or generation) is atomic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+from dns.rdatatype import RdataType as T
+
+from geodns.wire import decode as wd
+from geodns.wire.encode import (
+    AA,
+    Rendered,
+    ecs_option,
+    error_response,
+    opt_record,
+    render,
+    truncated,
+)
+from geodns.zones.store import Answer, ZoneStore
+
+log = logging.getLogger("geodns.handler")
+
+CACHE_LIMIT = 100_000
+XFR_TYPES = (T.AXFR, T.IXFR)
+
+
+class SelectionLike(Protocol):
+    kind: str
+    addresses: tuple[str, ...]
+    cname: str | None
+    ttl: int
+    scope: int
+    pops: tuple[str, ...]
+    key: Any
+
+
+class SelectFn(Protocol):
+    def __call__(self, pool: str, qtype: int, client: str | bytes,
+                 source_prefix: int | None) -> SelectionLike: ...
+
+
+class Template:
+    """A cached lookup result whose answer still depends on the client (DYNA)."""
+
+    __slots__ = ("answer", "pool", "prefix_rrsets", "qname", "rendered")
+
+    def __init__(self, qname: dns.name.Name, answer: Answer) -> None:
+        assert answer.dynamic is not None
+        self.qname = qname
+        self.answer = answer
+        self.pool = answer.dynamic.pool
+        self.rendered: dict[Any, Rendered] = {}
+
+
+class State:
+    """One consistent view: zones, answer caches and the selector."""
+
+    def __init__(self, store: ZoneStore, udp_size: int = 1232,
+                 select: SelectFn | None = None, generation: int = 0) -> None:
+        self.store = store
+        self.udp_size = udp_size
+        self.select = select
+        self.generation = generation
+        self.cache: dict[bytes, Rendered | Template] = {}
+        self.opt_plain = (opt_record(udp_size, False), opt_record(udp_size, True))
+        self.hits = 0
+        self.misses = 0
+
+    def with_select(self, select: SelectFn | None, generation: int) -> State:
+        """Same zones, new selection inputs: cached dynamic answers start afresh."""
+        return State(self.store, self.udp_size, select, generation)
+
+
+def _limit(q: wd.Query, udp_size: int) -> int:
+    if not q.edns:
+        return 512
+    return q.payload if q.payload < udp_size else udp_size
+
+
+class Handler:
+    """Turns one query packet into one response packet (or None to drop)."""
+
+    def __init__(self, state: State, on_answer: Callable[..., None] | None = None) -> None:
+        self.state = state
+        self.on_answer = on_answer
+
+    def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+        st = self.state
+        try:
+            q = wd.decode(data)
+            if q is None:
+                return None
+        except Exception:  # the decoder is bounds-checked; this is a last resort
+            log.exception("decoder failure")
+            return None
+        try:
+            return self._answer(st, q, client, tcp)
+        except Exception:
+            log.exception("handler failure for query %r", data[:64])
+            return error_response(q, dns.rcode.SERVFAIL, st.udp_size)
+
+    def _answer(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes:
+        if q.error:
+            return error_response(q, q.error, st.udp_size)
+        if q.qclass != dns.rdataclass.IN:
+            return error_response(q, dns.rcode.REFUSED, st.udp_size)
+        qtype = q.qtype
+        if qtype in XFR_TYPES:
+            return error_response(q, dns.rcode.NOTIMP if tcp else dns.rcode.FORMERR, st.udp_size)
+        key = q.qname + qtype.to_bytes(2, "big")
+        r = st.cache.get(key)
+        if r is None:
+            st.misses += 1
+            r = self._build(st, q)
+            if len(st.cache) >= CACHE_LIMIT:
+                st.cache.clear()
+            st.cache[key] = r
+        else:
+            st.hits += 1
+        scope = 0
+        if r.__class__ is Template:
+            r, scope = self._dynamic(st, q, r, client)
+        assert isinstance(r, Rendered)
+        data = q.data
+        if q.edns:
+            opt = opt_record(st.udp_size, q.do, 0, ecs_option(q, scope)) if q.ecs \
+                else st.opt_plain[q.do]
+            resp = data[:2] + r.heads[q.rd * 2 + 1] + data[12:q.qend] + r.body + opt
+        else:
+            opt = b""
+            resp = data[:2] + r.heads[q.rd * 2] + data[12:q.qend] + r.body
+        if not tcp and len(resp) > _limit(q, st.udp_size):
+            return truncated(q, r, opt)
+        return resp
+
+    def _build(self, st: State, q: wd.Query) -> Rendered | Template:
+        qname = dns.name.from_wire(q.qname, 0)[0]
+        answer = st.store.lookup(qname, q.qtype)
+        if answer.dynamic is not None:
+            return Template(qname, answer)
+        return _render_answer(qname, q.qtype, answer)
+
+    def _dynamic(self, st: State, q: wd.Query, t: Template,
+                 client: str) -> tuple[Rendered, int]:
+        """Finish a DYNA answer for this client; rendered bytes are cached by selection."""
+        if st.select is None:
+            return _servfail(t.qname, q.qtype), 0
+        if q.ecs is not None:
+            sel = st.select(t.pool, q.qtype, q.ecs_addr, q.ecs_source)
+        else:
+            sel = st.select(t.pool, q.qtype, client, None)
+        r = t.rendered.get(sel.key)
+        if r is None:
+            r = _render_selection(t, q.qtype, sel)
+            if len(t.rendered) > 10_000:
+                t.rendered.clear()
+            t.rendered[sel.key] = r
+        if self.on_answer is not None:
+            self.on_answer(t.pool, sel)
+        return r, sel.scope
+
+
+def _render_answer(qname: dns.name.Name, qtype: int, a: Answer) -> Rendered:
+    flags = (AA if a.aa else 0) | a.rcode
+    return render(qname, qtype, dns.rdataclass.IN, flags, a.answer, a.authority, a.additional)
+
+
+def _servfail(qname: dns.name.Name, qtype: int) -> Rendered:
+    return render(qname, qtype, dns.rdataclass.IN, dns.rcode.SERVFAIL, (), (), ())
+
+
+def _render_selection(t: Template, qtype: int, sel: SelectionLike) -> Rendered:
+    a = t.answer
+    dyn = a.dynamic
+    assert dyn is not None
+    answer = list(a.answer)
+    authority: list[dns.rrset.RRset] = []
+    if sel.kind == "servfail":
+        return render(t.qname, qtype, dns.rdataclass.IN, dns.rcode.SERVFAIL, (), (), ())
+    if sel.kind == "cname" and sel.cname:
+        answer.append(dns.rrset.from_text(dyn.owner, sel.ttl, "IN", "CNAME", sel.cname))
+    elif sel.kind == "addresses" and sel.addresses:
+        rdtype = "AAAA" if ":" in sel.addresses[0] else "A"
+        answer.append(dns.rrset.from_text_list(dyn.owner, sel.ttl, "IN", rdtype,
+                                               list(sel.addresses)))
+    else:
+        authority.append(dyn.zone.negative_soa)
+    return render(t.qname, qtype, dns.rdataclass.IN, AA | a.rcode, answer, authority, ())
+
+
+ANSWERABLE_BY_POOL = (T.A, T.AAAA)

@@ -1,0 +1,211 @@
+"""Server lifecycle: sockets, reloads that never hurt, graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiofiles
+
+from geodns.handler import Handler, State
+from geodns.listeners.tcp import TCPConnections, TCPLimits
+from geodns.listeners.udp import UDPProtocol
+from geodns.zones.load import ZoneFileError
+from geodns.zones.store import ZoneStore, build_store, zone_paths
+
+log = logging.getLogger("geodns")
+
+Endpoint = tuple[str, int]
+
+
+def parse_listen(text: str) -> Endpoint:
+    """`127.0.0.1:53` or `[::1]:53`; raises ValueError with a readable reason."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"bad listen address {text!r}: expected [v6addr]:port")
+    else:
+        host, sep, rest = text.rpartition(":")
+        if not sep or ":" in host:
+            raise ValueError(f"bad listen address {text!r}: expected addr:port or [v6addr]:port")
+    try:
+        port = int(rest)
+    except ValueError:
+        raise ValueError(f"bad port in listen address {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"bad port in listen address {text!r}")
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+    except OSError:
+        raise ValueError(f"bad IP address in listen address {text!r}") from None
+    return host, port
+
+
+@dataclass
+class ServeOptions:
+    zones_dir: str
+    listen: list[Endpoint]
+    config_path: str | None = None
+    udp_size: int = 1232
+    tcp: TCPLimits = field(default_factory=TCPLimits)
+    watch_interval: float = 1.0
+
+
+def _socket(host: str, port: int, kind: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, kind)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    if kind == socket.SOCK_DGRAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+async def read_texts(directory: str) -> dict[str, str]:
+    """Read every zone file without blocking the event loop."""
+    texts: dict[str, str] = {}
+    problems: list[str] = []
+    try:
+        paths = await asyncio.get_running_loop().run_in_executor(None, zone_paths, directory)
+    except OSError as exc:
+        raise ZoneFileError([f"{directory}:0: cannot read zones directory: {exc}"]) from None
+    for path in paths:
+        try:
+            async with aiofiles.open(path, encoding="utf-8") as f:
+                texts[path] = await f.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{path}:0: cannot read: {exc}")
+    if problems:
+        raise ZoneFileError(problems)
+    return texts
+
+
+def _fingerprint(paths: list[str]) -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:
+            continue
+        out[p] = (st.st_mtime_ns, st.st_size, st.st_ino)
+    return out
+
+
+class Server:
+    """Owns the sockets, the current State, and the reload/watch tasks."""
+
+    def __init__(self, opts: ServeOptions, store: ZoneStore,
+                 make_state: Callable[[ZoneStore], State] | None = None) -> None:
+        self.opts = opts
+        self.make_state = make_state or (lambda s: State(s, opts.udp_size))
+        self.handler = Handler(self.make_state(store))
+        self.tcp = TCPConnections(self.handler, opts.tcp)
+        self.transports: list[asyncio.BaseTransport] = []
+        self.servers: list[asyncio.AbstractServer] = []
+        self.stopping = asyncio.Event()
+        self.reload_lock = asyncio.Lock()
+        self.reloads_ok = 0
+        self.reloads_failed = 0
+        self.last_reload_error: list[str] = []
+        self.watch_extra: list[str] = []  # e.g. the config file
+        self.on_reload: list[Callable[[], None]] = []
+
+    @property
+    def store(self) -> ZoneStore:
+        return self.handler.state.store
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for host, port in self.opts.listen:
+            usock = _socket(host, port, socket.SOCK_DGRAM)
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: UDPProtocol(self.handler), sock=usock)
+            self.transports.append(transport)
+            if port == 0:  # tests ask for any port: TCP must use the same one
+                port = usock.getsockname()[1]
+            tsock = _socket(host, port, socket.SOCK_STREAM)
+            server = await loop.create_server(self.tcp.protocol, sock=tsock, backlog=1024)
+            self.servers.append(server)
+            log.info("listening on %s port %d (udp, tcp)", host, port)
+
+    async def reload(self, reason: str) -> bool:
+        """Build a complete new zone store and swap it in, or keep the old one."""
+        async with self.reload_lock:
+            try:
+                texts = await read_texts(self.opts.zones_dir)
+                loop = asyncio.get_running_loop()
+                store = await loop.run_in_executor(None, build_store, texts)
+            except ZoneFileError as exc:
+                self.reloads_failed += 1
+                self.last_reload_error = exc.problems
+                for problem in exc.problems:
+                    log.error("%s", problem)
+                log.error("reload (%s) failed; still serving the previous zones", reason)
+                return False
+            self.handler.state = self.make_state(store)
+            self.reloads_ok += 1
+            self.last_reload_error = []
+            serials = ", ".join(f"{z} {s}" for z, s in sorted(store.serials().items()))
+            log.info("reload (%s): serving %d zones: %s", reason, len(store.zones), serials)
+            for hook in self.on_reload:
+                hook()
+            return True
+
+    def _watched(self) -> list[str]:
+        try:
+            paths = zone_paths(self.opts.zones_dir)
+        except OSError:
+            paths = []
+        return sorted(set(paths) | self.store.files() | set(self.watch_extra)
+                      | {self.opts.zones_dir})
+
+    async def watch(self) -> None:
+        """Poll file metadata; reload once a change has settled for one interval."""
+        interval = self.opts.watch_interval
+        seen = _fingerprint(self._watched())
+        pending: dict[str, tuple[int, int, int]] | None = None
+        while not self.stopping.is_set():
+            await asyncio.sleep(interval)
+            now = _fingerprint(self._watched())
+            if now == seen:
+                pending = None
+                continue
+            if pending != now:  # still changing: wait for it to settle
+                pending = now
+                continue
+            seen = now
+            pending = None
+            await self.reload("zone files changed")
+            seen = _fingerprint(self._watched())
+
+    async def run(self) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: loop.create_task(self.reload("SIGHUP")))
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        watcher = loop.create_task(self.watch())
+        log.info("geodns ready: %d zones", len(self.store.zones))
+        await self.stopping.wait()
+        watcher.cancel()
+        await self.close()
+
+    async def close(self) -> None:
+        for t in self.transports:
+            t.close()
+        for s in self.servers:
+            s.close()
+        self.tcp.close_all()
+        for s in self.servers:
+            await s.wait_closed()
+        log.info("geodns stopped")
