@@ -37,6 +37,9 @@ class DYNA(dns.rdata.Rdata):
                 **kw: Any) -> str:
         return self.pool
 
+    def to_styled_text(self, style: Any) -> str:
+        return self.pool
+
     @classmethod
     def from_text(
         cls,
@@ -64,6 +67,9 @@ def register() -> None:
     """Register DYNA once; safe to call repeatedly."""
     if dns.rdata.get_rdata_class(dns.rdataclass.IN, DYNA_TYPE) is not DYNA:
         with contextlib.suppress(dns.rdata.RdatatypeExists):
+            # Mnemonic first: dnspython names the enum value it mints for the type
+            # from the registry, and would otherwise print it as TYPE65280.
+            dns.rdatatype.register_type(DYNA_TYPE, "DYNA", True)  # type: ignore[arg-type]
             dns.rdata.register_type(DYNA, DYNA_TYPE, "DYNA", is_singleton=True)
 
 

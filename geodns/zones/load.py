@@ -123,15 +123,26 @@ class _Reader(dns.zonefile.Reader):
         self.current_origin = origin
         self.last_name = origin
 
+    error_at: tuple[str, int] | None = None
+
     def _rr_line(self) -> None:
         self.record_start = self.tok.where()
-        super()._rr_line()
+        try:
+            super()._rr_line()
+        except dns.exception.DNSException:
+            self.error_at = self.record_start  # the tokenizer may already be on the next line
+            raise
 
     def _generate_line(self) -> None:
         self.record_start = self.tok.where()
-        super()._generate_line()
+        try:
+            super()._generate_line()
+        except dns.exception.DNSException:
+            self.error_at = self.record_start
+            raise
 
 
+_LOCATION_RE = re.compile(r"^\S+?:\d+: ")
 _INCLUDE_RE = re.compile(r"^(\$INCLUDE\s+)(\S+)", re.IGNORECASE | re.MULTILINE)
 
 
@@ -164,13 +175,8 @@ def read_records(path: str, text: str,
     txn.reader = reader
     try:
         reader.read()
-    except dns.exception.SyntaxError as exc:
-        msg = str(exc)
-        if not re.match(r"^.+:\d+: ", msg):
-            file, line = reader.tok.where()
-            msg = f"{file}:{line}: {msg}"
-        raise ZoneFileError([msg]) from None
     except (dns.exception.DNSException, OSError, ValueError) as exc:
-        file, line = reader.tok.where()
-        raise ZoneFileError([f"{file}:{line}: {exc}"]) from None
+        detail = _LOCATION_RE.sub("", str(exc)) or exc.__class__.__name__
+        file, line = reader.error_at or reader.tok.where()
+        raise ZoneFileError([f"{file}:{line}: {detail}"]) from None
     return origin, txn.records

@@ -1,0 +1,37 @@
+"""Shared fixtures for the geodns test suite (helpers live in tests/util.py)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from tests.util import DATA_DIR, REPO_ROOT, ServerProcess, geodns_server
+
+
+@pytest.fixture
+def geodns_factory() -> Iterator[Callable[..., ServerProcess]]:
+    """Start geodns servers inside a test; every one is stopped at teardown.
+
+    Usage: ``srv = geodns_factory(zones_dir, extra_args=("--tcp-idle-timeout", "1"))``.
+    """
+    with contextlib.ExitStack() as stack:
+
+        def start(zones_dir: Path | str, extra_args: Sequence[str] = (), **kw) -> ServerProcess:
+            return stack.enter_context(geodns_server(zones_dir, extra_args, **kw))
+
+        yield start
+
+
+@pytest.fixture(scope="session")
+def interop_zone_dir() -> Path:
+    """tests/data/interop: the single test zone interop.example. (big RRsets, wildcards, ...)."""
+    return DATA_DIR / "interop"
+
+
+@pytest.fixture(scope="session")
+def shipped_zones_dir() -> Path:
+    """The zones/ directory shipped in the repository (example.com)."""
+    return REPO_ROOT / "zones"

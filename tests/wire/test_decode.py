@@ -1,0 +1,88 @@
+"""The decoder never raises, whatever the bytes; valid queries decode exactly."""
+
+from __future__ import annotations
+
+import struct
+
+import dns.edns
+import dns.message
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geodns.handler import Handler, State
+from geodns.wire import decode as wd
+from geodns.zones.store import ZoneStore
+from tests.util import dnslib_check
+
+HANDLER = Handler(State(ZoneStore([])))
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=600))
+def test_random_bytes_never_raise(data: bytes) -> None:
+    q = wd.decode(data)
+    if len(data) < 12 or data[2] & 0x80:
+        assert q is None
+    resp = HANDLER.handle(data, "127.0.0.1", False)
+    if resp is not None:
+        dnslib_check(resp)
+        assert resp[:2] == data[:2]
+
+
+names = st.lists(st.text("abcXYZ-09", min_size=1, max_size=20), min_size=1, max_size=5).map(
+    lambda labels: ".".join(labels) + ".")
+
+
+@settings(max_examples=500, deadline=None)
+@given(names, st.integers(0, 65535), st.booleans(), st.integers(0, 65535), st.booleans(),
+       st.integers(0, 24))
+def test_valid_queries_decode(name: str, qtype: int, edns: bool, payload: int, do: bool,
+                              source: int) -> None:
+    options = []
+    if edns and source:
+        options.append(dns.edns.ECSOption("198.51.100.0", source))
+    m = dns.message.make_query(name, qtype, use_edns=0 if edns else -1, payload=payload,
+                               want_dnssec=do and edns, options=options)
+    wire = m.to_wire()
+    q = wd.decode(wire)
+    assert q is not None and q.error == 0
+    assert q.qname == dns.message.from_wire(wire).question[0].name.to_wire().lower()
+    assert q.qtype == qtype
+    assert q.edns == edns
+    if edns:
+        assert q.payload == max(512, payload)
+        assert q.do == do
+        if source:
+            assert q.ecs_source == source and q.ecs_family == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=40))
+def test_mutated_query_tails_never_raise(tail: bytes) -> None:
+    base = dns.message.make_query("www.example.com.", "A", use_edns=0).to_wire()
+    for cut in (len(base) - 1, len(base) - 5, 20):
+        data = base[:cut] + tail
+        HANDLER.handle(data, "127.0.0.1", True)
+
+
+def ecs_query(family: int, source: int, scope: int, addr: bytes) -> bytes:
+    opt_data = struct.pack("!HH", 8, 4 + len(addr)) + struct.pack("!HBB", family, source,
+                                                                 scope) + addr
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00" + struct.pack("!H", len(opt_data)) + opt_data
+    head = struct.pack("!HHHHHH", 0x1234, 0, 1, 0, 0, 1)
+    return head + b"\x03www\x07example\x03com\x00\x00\x01\x00\x01" + opt
+
+
+def test_ecs_validation() -> None:
+    assert wd.decode(ecs_query(1, 24, 0, bytes([81, 2, 69]))).error == 0  # type: ignore[union-attr]
+    bad = [
+        ecs_query(3, 24, 0, bytes([81, 2, 69])),  # unknown family
+        ecs_query(1, 33, 0, bytes([81, 2, 69, 1, 0])),  # prefix too long
+        ecs_query(1, 24, 0, bytes([81, 2, 69, 0])),  # more address bytes than needed
+        ecs_query(1, 23, 0, bytes([81, 2, 69])),  # bits beyond the prefix are set
+        ecs_query(1, 24, 24, bytes([81, 2, 69])),  # scope must be 0 in queries
+        ecs_query(2, 129, 0, bytes(17)),
+    ]
+    for data in bad:
+        q = wd.decode(data)
+        assert q is not None and q.error == wd.FORMERR, data
