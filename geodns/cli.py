@@ -1,14 +1,22 @@
-"""Command line: `geodns serve`, `geodns check` (and later `explain`)."""
+"""Command line: `geodns serve`, `geodns check`, `geodns explain`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
+import dns.exception
+import dns.name
+import dns.rdatatype
+
+from geodns.config import Config, ConfigError, load_config
 from geodns.listeners.tcp import TCPLimits
+from geodns.runtime import Runtime, cross_check
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, read_zone_dir
@@ -37,6 +45,14 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate zones (and config) offline")
     c.add_argument("--config", help="geodns.toml")
     c.add_argument("--zones", help=f"zone files directory (default {DEFAULT_ZONES})")
+
+    e = sub.add_parser("explain", help="why does this client get that answer?")
+    e.add_argument("name", help="a steered (DYNA) name, e.g. www.example.com")
+    e.add_argument("type", nargs="?", default="A", help="A or AAAA (default A)")
+    e.add_argument("--client", required=True,
+                   help="client address or ECS prefix, e.g. 81.2.69.160 or 81.2.69.0/24")
+    e.add_argument("--config", help="geodns.toml (default ./geodns.toml if present)")
+    e.add_argument("--zones", help="zone files directory (default from the config)")
     return p
 
 
@@ -44,16 +60,80 @@ def _load_store(zones_dir: str) -> ZoneStore:
     return build_store(read_zone_dir(zones_dir))
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    zones_dir = args.zones or DEFAULT_ZONES
+def _config(path: str | None) -> Config:
+    return load_config(path) if path else Config.default()
+
+
+def _zones_dir(args: argparse.Namespace, config: Config) -> str:
+    if args.zones:
+        return str(args.zones)
+    if args.config:
+        return str(config.server.zones)
+    return DEFAULT_ZONES
+
+
+def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
+    """Config and zones, validated together; raises ZoneFileError with every problem."""
+    problems: list[str] = []
+    config = Config.default()
     try:
-        store = _load_store(zones_dir)
+        config = _config(args.config)
+    except ConfigError as exc:
+        problems += exc.problems
+    store = None
+    try:
+        store = _load_store(_zones_dir(args, config))
+    except ZoneFileError as exc:
+        problems += exc.problems
+    if store is not None and not problems:
+        problems += cross_check(store, config)
+    if problems or store is None:
+        raise ZoneFileError(problems)
+    return config, store
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config, store = _load_all(args)
     except ZoneFileError as exc:
         for problem in exc.problems:
             print(problem)
         return 1
+    if args.config:
+        print(f"{args.config}: ok: {len(config.pops)} POPs, {len(config.pools)} pools, "
+              f"{len(config.checks)} checks", file=sys.stderr)
     for origin, serial in sorted(store.serials().items()):
         print(f"{origin} serial {serial}: ok", file=sys.stderr)
+    return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    if args.config is None and os.path.exists("geodns.toml"):
+        args.config = "geodns.toml"
+    try:
+        config, store = _load_all(args)
+    except ZoneFileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    try:
+        qtype = dns.rdatatype.from_text(args.type)
+        name = dns.name.from_text(args.name)
+        client, _, plen = args.client.partition("/")
+        ip = ipaddress.ip_address(client)
+        prefix = int(plen) if plen else None
+    except (ValueError, dns.exception.DNSException) as exc:
+        print(f"geodns explain: {exc}", file=sys.stderr)
+        return 2
+    answer = store.lookup(name, qtype)
+    if answer.dynamic is None:
+        print(f"{name} {args.type.upper()}: not a steered (DYNA) name; every client gets the "
+              "same static answer (ECS scope 0)")
+        return 0
+    runtime = Runtime.load(config)
+    for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
+                                         runtime.health.snapshot).lines():
+        print(line)
     return 0
 
 
@@ -62,32 +142,39 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("geodns")
     try:
-        listen = [parse_listen(x) for x in (args.listen or DEFAULT_LISTEN)]
+        if args.listen:
+            listen = [parse_listen(x) for x in args.listen]
+        elif args.config:
+            listen = [(h.host, h.port) for h in _config(args.config).server.listen]
+        else:
+            listen = [parse_listen(x) for x in DEFAULT_LISTEN]
     except ValueError as exc:
         print(f"geodns: {exc}", file=sys.stderr)
         return 2
-    zones_dir = args.zones or DEFAULT_ZONES
+    except ConfigError:
+        listen = []  # reported in full below
     try:
-        store = _load_store(zones_dir)
+        config, store = _load_all(args)
     except ZoneFileError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        print("geodns: not starting: the zones above have errors", file=sys.stderr)
+        print("geodns: not starting: fix the problems above", file=sys.stderr)
         return 1
-    tcp = TCPLimits()
+    zones_dir = _zones_dir(args, config)
+    tcp = TCPLimits(config.server.tcp_idle_timeout, config.server.tcp_max_connections)
     if args.tcp_idle_timeout is not None:
         tcp.idle_timeout = args.tcp_idle_timeout
     if args.tcp_max_connections is not None:
         tcp.max_connections = args.tcp_max_connections
     opts = ServeOptions(zones_dir=zones_dir, listen=listen, config_path=args.config,
-                        udp_size=args.udp_size or 1232, tcp=tcp,
+                        udp_size=args.udp_size or config.server.udp_size, tcp=tcp,
                         watch_interval=args.watch_interval)
     try:
         import uvloop
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
         log.warning("uvloop not available; using the default event loop")
-    server = Server(opts, store)
+    server = Server(opts, store, config)
     try:
         asyncio.run(server.run())
     except OSError as exc:
@@ -102,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cmd_check(args)
     if args.command == "serve":
         return cmd_serve(args)
+    if args.command == "explain":
+        return cmd_explain(args)
     return 2
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import dns.name
 import dns.rcode
@@ -17,6 +17,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdatatype import RdataType as T
 
+from geodns.select.types import Selection
 from geodns.wire import decode as wd
 from geodns.wire.encode import (
     AA,
@@ -35,19 +36,7 @@ CACHE_LIMIT = 100_000
 XFR_TYPES = (T.AXFR, T.IXFR)
 
 
-class SelectionLike(Protocol):
-    kind: str
-    addresses: tuple[str, ...]
-    cname: str | None
-    ttl: int
-    scope: int
-    pops: tuple[str, ...]
-    key: Any
-
-
-class SelectFn(Protocol):
-    def __call__(self, pool: str, qtype: int, client: str | bytes,
-                 source_prefix: int | None) -> SelectionLike: ...
+SelectFn = Callable[[str, int, "str | bytes", "int | None"], Selection]
 
 
 class Template:
@@ -63,23 +52,25 @@ class Template:
         self.rendered: dict[Any, Rendered] = {}
 
 
+ExplainFn = Callable[[str, int, "str | bytes", "int | None"], list[str]]
+EXPLAIN_LABEL = b"\x08_explain"
+
+
 class State:
     """One consistent view: zones, answer caches and the selector."""
 
     def __init__(self, store: ZoneStore, udp_size: int = 1232,
-                 select: SelectFn | None = None, generation: int = 0) -> None:
+                 select: SelectFn | None = None, explain: ExplainFn | None = None,
+                 explain_allowed: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.udp_size = udp_size
         self.select = select
-        self.generation = generation
+        self.explain = explain
+        self.explain_allowed = explain_allowed
         self.cache: dict[bytes, Rendered | Template] = {}
         self.opt_plain = (opt_record(udp_size, False), opt_record(udp_size, True))
         self.hits = 0
         self.misses = 0
-
-    def with_select(self, select: SelectFn | None, generation: int) -> State:
-        """Same zones, new selection inputs: cached dynamic answers start afresh."""
-        return State(self.store, self.udp_size, select, generation)
 
 
 def _limit(q: wd.Query, udp_size: int) -> int:
@@ -118,6 +109,11 @@ class Handler:
         qtype = q.qtype
         if qtype in XFR_TYPES:
             return error_response(q, dns.rcode.NOTIMP if tcp else dns.rcode.FORMERR, st.udp_size)
+        if qtype == T.TXT and q.qname.startswith(EXPLAIN_LABEL) and st.explain is not None \
+                and st.explain_allowed is not None and st.explain_allowed(client):
+            r_explain = self._explain(st, q, client)
+            if r_explain is not None:
+                return self._finish(st, q, r_explain, 0, tcp)
         key = q.qname + qtype.to_bytes(2, "big")
         r = st.cache.get(key)
         if r is None:
@@ -132,6 +128,9 @@ class Handler:
         if r.__class__ is Template:
             r, scope = self._dynamic(st, q, r, client)
         assert isinstance(r, Rendered)
+        return self._finish(st, q, r, scope, tcp)
+
+    def _finish(self, st: State, q: wd.Query, r: Rendered, scope: int, tcp: bool) -> bytes:
         data = q.data
         if q.edns:
             opt = opt_record(st.udp_size, q.do, 0, ecs_option(q, scope)) if q.ecs \
@@ -171,6 +170,25 @@ class Handler:
         return r, sel.scope
 
 
+    def _explain(self, st: State, q: wd.Query, client: str) -> Rendered | None:
+        """`_explain.<name> TXT`: why this client gets what it gets (opt-in, allow-listed)."""
+        qname = dns.name.from_wire(q.qname, 0)[0]
+        target = qname.parent()
+        answer = st.store.lookup(target, T.A)
+        if answer.dynamic is None:
+            lines = [f"{target} is not a steered (DYNA) name here: static answer, ECS scope 0"]
+        else:
+            assert st.explain is not None
+            if q.ecs is not None:
+                lines = st.explain(answer.dynamic.pool, T.A, q.ecs_addr, q.ecs_source)
+            else:
+                lines = st.explain(answer.dynamic.pool, T.A, client, None)
+        texts = [f"{i:02d} {line}"[:255] for i, line in enumerate(lines, 1)]
+        quoted = ['"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in texts]
+        rrset = dns.rrset.from_text_list(qname, 0, "IN", "TXT", quoted)
+        return render(qname, T.TXT, dns.rdataclass.IN, AA, [rrset], (), ())
+
+
 def _render_answer(qname: dns.name.Name, qtype: int, a: Answer) -> Rendered:
     flags = (AA if a.aa else 0) | a.rcode
     return render(qname, qtype, dns.rdataclass.IN, flags, a.answer, a.authority, a.additional)
@@ -180,7 +198,7 @@ def _servfail(qname: dns.name.Name, qtype: int) -> Rendered:
     return render(qname, qtype, dns.rdataclass.IN, dns.rcode.SERVFAIL, (), (), ())
 
 
-def _render_selection(t: Template, qtype: int, sel: SelectionLike) -> Rendered:
+def _render_selection(t: Template, qtype: int, sel: Selection) -> Rendered:
     a = t.answer
     dyn = a.dynamic
     assert dyn is not None
@@ -198,5 +216,3 @@ def _render_selection(t: Template, qtype: int, sel: SelectionLike) -> Rendered:
         authority.append(dyn.zone.negative_soa)
     return render(t.qname, qtype, dns.rdataclass.IN, AA | a.rcode, answer, authority, ())
 
-
-ANSWERABLE_BY_POOL = (T.A, T.AAAA)

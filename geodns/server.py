@@ -12,9 +12,11 @@ from dataclasses import dataclass, field
 
 import aiofiles
 
+from geodns.config import Config, ConfigError, load_config
 from geodns.handler import Handler, State
 from geodns.listeners.tcp import TCPConnections, TCPLimits
 from geodns.listeners.udp import UDPProtocol
+from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
 
@@ -103,11 +105,12 @@ def _fingerprint(paths: list[str]) -> dict[str, tuple[int, int, int]]:
 class Server:
     """Owns the sockets, the current State, and the reload/watch tasks."""
 
-    def __init__(self, opts: ServeOptions, store: ZoneStore,
-                 make_state: Callable[[ZoneStore], State] | None = None) -> None:
+    def __init__(self, opts: ServeOptions, store: ZoneStore, config: Config | None = None) -> None:
         self.opts = opts
-        self.make_state = make_state or (lambda s: State(s, opts.udp_size))
-        self.handler = Handler(self.make_state(store))
+        self.health = HealthHolder()
+        self.config = config or Config.default()
+        self.runtime = Runtime.load(self.config, self.health)
+        self.handler = Handler(self.make_state(store, self.runtime))
         self.tcp = TCPConnections(self.handler, opts.tcp)
         self.transports: list[asyncio.BaseTransport] = []
         self.servers: list[asyncio.AbstractServer] = []
@@ -122,6 +125,24 @@ class Server:
     @property
     def store(self) -> ZoneStore:
         return self.handler.state.store
+
+    def make_state(self, store: ZoneStore, runtime: Runtime) -> State:
+        select = runtime.select if runtime.config.pools else None
+        return State(store, self.opts.udp_size, select=select, explain=runtime.explain_lines,
+                     explain_allowed=runtime.config.explain.allows)
+
+    def _load_config(self) -> Config:
+        if self.opts.config_path is None:
+            return self.config
+        return load_config(self.opts.config_path)
+
+    def _new_runtime(self, config: Config) -> Runtime:
+        """Reuse the open GeoIP database unless its path or file changed."""
+        old = self.runtime
+        geo = old.geo
+        if geo is not None and (geo.changed() or geo.path != config.geoip.database):
+            geo = None
+        return Runtime.load(config, self.health, geo)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -138,20 +159,32 @@ class Server:
             log.info("listening on %s port %d (udp, tcp)", host, port)
 
     async def reload(self, reason: str) -> bool:
-        """Build a complete new zone store and swap it in, or keep the old one."""
+        """Build complete new zones, config and selector and swap them in, or keep the old."""
         async with self.reload_lock:
+            loop = asyncio.get_running_loop()
             try:
+                config = await loop.run_in_executor(None, self._load_config)
                 texts = await read_texts(self.opts.zones_dir)
-                loop = asyncio.get_running_loop()
                 store = await loop.run_in_executor(None, build_store, texts)
-            except ZoneFileError as exc:
+                problems = cross_check(store, config)
+                if problems:
+                    raise ZoneFileError(problems)
+                runtime = await loop.run_in_executor(None, self._new_runtime, config)
+            except (ZoneFileError, ConfigError) as exc:
                 self.reloads_failed += 1
                 self.last_reload_error = exc.problems
                 for problem in exc.problems:
                     log.error("%s", problem)
-                log.error("reload (%s) failed; still serving the previous zones", reason)
+                log.error("reload (%s) failed; still serving the previous zones and config",
+                          reason)
                 return False
-            self.handler.state = self.make_state(store)
+            except OSError as exc:
+                self.reloads_failed += 1
+                self.last_reload_error = [str(exc)]
+                log.error("reload (%s) failed: %s; still serving the previous state", reason, exc)
+                return False
+            self.config, self.runtime = config, runtime
+            self.handler.state = self.make_state(store, runtime)
             self.reloads_ok += 1
             self.last_reload_error = []
             serials = ", ".join(f"{z} {s}" for z, s in sorted(store.serials().items()))
@@ -165,8 +198,13 @@ class Server:
             paths = zone_paths(self.opts.zones_dir)
         except OSError:
             paths = []
-        return sorted(set(paths) | self.store.files() | set(self.watch_extra)
-                      | {self.opts.zones_dir})
+        extra = set(self.watch_extra)
+        if self.opts.config_path:
+            extra.add(self.opts.config_path)
+        geo_path = self.runtime.geo_path()
+        if geo_path is not None:
+            extra.add(str(geo_path))
+        return sorted(set(paths) | self.store.files() | extra | {self.opts.zones_dir})
 
     async def watch(self) -> None:
         """Poll file metadata; reload once a change has settled for one interval."""
@@ -184,7 +222,7 @@ class Server:
                 continue
             seen = now
             pending = None
-            await self.reload("zone files changed")
+            await self.reload("files changed")
             seen = _fingerprint(self._watched())
 
     async def run(self) -> None:

@@ -85,11 +85,15 @@ def dnslib_check(wire: bytes) -> dns.message.Message:
     try:
         msg = dns.message.from_wire(wire, ignore_trailing=False)
     except Exception as exc:  # pragma: no cover - reported as a failure
-        raise AssertionError(f"dnspython cannot parse the response: {exc!r}; wire={wire.hex()}")
+        raise AssertionError(
+            f"dnspython cannot parse the response: {exc!r}; wire={wire.hex()}"
+        ) from exc
     try:
         rec = dnslib.DNSRecord.parse(wire)
     except Exception as exc:  # pragma: no cover - reported as a failure
-        raise AssertionError(f"dnslib cannot parse the response: {exc!r}; wire={wire.hex()}")
+        raise AssertionError(
+            f"dnslib cannot parse the response: {exc!r}; wire={wire.hex()}"
+        ) from exc
 
     # dnslib: parsed record lists against the raw header counts
     assert (len(rec.questions), len(rec.rr), len(rec.auth), len(rec.ar)) == (qd, an, ns, ar), (
@@ -412,7 +416,34 @@ def geodns_server(
     with run_server(
         argv, ready_name, name="geodns", host=host, ready_timeout=ready_timeout
     ) as server:
+        # listeners are bound one after the other: wait for the extra ones too
+        for extra_host, extra_port in _extra_listeners(extra_args):
+            if not wait_ready(
+                extra_port, ready_name, server.proc, timeout=ready_timeout, host=extra_host
+            ):
+                raise RuntimeError(
+                    f"geodns not ready on [{extra_host}]:{extra_port}:\n"
+                    f"{server.stderr_text()[-4000:]}"
+                )
         yield server
+
+
+def _extra_listeners(args: Sequence[str]) -> list[tuple[str, int]]:
+    """(host, port) of every ``--listen ADDR:PORT`` / ``--listen=ADDR:PORT`` in ``args``."""
+    values = []
+    args = list(args)
+    for i, arg in enumerate(args):
+        if arg == "--listen" and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith("--listen="):
+            values.append(arg.split("=", 1)[1])
+    out = []
+    for v in values:
+        m = re.fullmatch(r"\[([^\]]+)\]:(\d+)|([^:]+):(\d+)", v)
+        if m:
+            h, port = (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
+            out.append((h, int(port)))
+    return out
 
 
 # --------------------------------------------------------------------------- raw packets
@@ -556,9 +587,7 @@ def knot_server(zone_files: Sequence[Path], *, host: str = LOCALHOST) -> Iterato
         return [knotd, "-c", str(conf)]
 
     try:
-        with run_server(
-            argv, zone_origin(Path(zone_files[0])), name="knotd", host=host
-        ) as server:
+        with run_server(argv, zone_origin(Path(zone_files[0])), name="knotd", host=host) as server:
             yield server
     finally:
         shutil.rmtree(rundir, ignore_errors=True)

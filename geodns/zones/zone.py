@@ -74,10 +74,16 @@ class Zone:
         neg.update(soa)
         neg.ttl = min(soa.ttl, soa[0].minimum)  # RFC 2308
         self.negative_soa = neg
-        self.dynamic_pools = {
-            node[DYNA_TYPE][0].pool: name
-            for name, node in self.nodes.items() if DYNA_TYPE in node
-        }
+
+    def dyna_records(self) -> list[tuple[dns.name.Name, str, str, int]]:
+        """(owner, pool, file, line) of every DYNA record, for cross-checks with the config."""
+        out = []
+        for name, node in self.nodes.items():
+            dyna = node.get(DYNA_TYPE)
+            if dyna is not None:
+                file, line = self.lines[(name, DYNA_TYPE)]
+                out.append((name, dyna[0].pool, file, line))
+        return out
 
     def _where(self, rec: Record) -> str:
         return f"{rec.file}:{rec.line}"

@@ -91,8 +91,16 @@ def test_origin_from_file_name_without_zone_suffix(tmp_path: Path) -> None:
 
 def test_check_command_exit_codes(tmp_path: Path) -> None:
     run = [sys.executable, "-m", "geodns", "check", "--zones"]
-    ok = subprocess.run([*run, str(DATA / "golden" / "zones")], capture_output=True, text=True)
+    ok = subprocess.run([*run, str(DATA / "golden" / "zones"), "--config",
+                         str(DATA / "golden" / "geodns.toml")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    # Without a config no pool exists, so the DYNA record is a problem.
+    nopool = subprocess.run([*run, str(DATA / "golden" / "zones")], capture_output=True,
+                            text=True)
+    assert nopool.returncode == 1
+    assert nopool.stdout.splitlines() == [
+        f"{DATA}/golden/zones/golden.test.zone:14: DYNA at dyn.golden.test. names unknown "
+        "pool 'pool-a' (pools: none configured)"]
     (tmp_path / "bad.zone").write_text((DATA / "bad" / "bad.zone").read_text())
     bad = subprocess.run([*run, str(tmp_path)], capture_output=True, text=True)
     assert bad.returncode == 1

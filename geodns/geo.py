@@ -1,0 +1,195 @@
+"""GeoIP lookups (maxminddb C reader) reduced to what POP selection needs.
+
+A lookup returns the client's :class:`Location` and the prefix length of the mmdb
+network holding it: every address in that network has the same record, which is
+what makes per-network caching and ECS scopes sound.  IPv4 prefix lengths are
+relative to IPv4 even on IPv6 databases (the C reader subtracts the 96 bits of
+the ``::/96`` IPv4 subtree); :meth:`GeoDB.lookup_int` clamps them defensively.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import maxminddb
+
+from geodns.config import default_geoip_database
+
+__all__ = ["FileKey", "GeoDB", "Location", "file_key", "haversine_km"]
+
+FileKey = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
+
+EARTH_RADIUS_KM = 6371.0088
+
+
+def file_key(path: str | Path) -> FileKey | None:
+    """A cheap identity of the file's content version; None when it cannot be stat'ed.
+
+    Replacing the file (rename over it: new inode) or rewriting it in place (size or
+    mtime) changes the key, so the reloader can poll this instead of hashing 50 MB.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km: the "nearest POP" metric."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp = p2 - p1
+    dl = math.radians(lon2 - lon1)
+    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """The parts of a GeoIP record that selection and explain use (hashable: a cache key)."""
+
+    continent: str | None = None
+    country: str | None = None
+    subdivisions: tuple[str, ...] = ()  # ISO 3166-2 "XX-YYY", largest first, as in mmdb
+    city: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    accuracy_km: int | None = None
+
+    @property
+    def has_coords(self) -> bool:
+        return self.lat is not None and self.lon is not None
+
+    @classmethod
+    def from_record(cls, record: Any) -> Location | None:
+        """Extract from a GeoIP2 City/Country record; None when it holds nothing usable."""
+        if not isinstance(record, dict):
+            return None
+        continent = _get(record, "continent", "code")
+        country = _get(record, "country", "iso_code") or _get(
+            record, "registered_country", "iso_code")
+        subs: tuple[str, ...] = ()
+        raw_subs = record.get("subdivisions")
+        if country and isinstance(raw_subs, list):
+            subs = tuple(
+                f"{country}-{s['iso_code']}".upper()
+                for s in raw_subs
+                if isinstance(s, dict) and isinstance(s.get("iso_code"), str)
+            )
+        loc = record.get("location")
+        lat = lon = None
+        acc = None
+        if isinstance(loc, dict):
+            la, lo = loc.get("latitude"), loc.get("longitude")
+            if isinstance(la, int | float) and isinstance(lo, int | float):
+                lat, lon = float(la), float(lo)
+            a = loc.get("accuracy_radius")
+            acc = a if isinstance(a, int) else None
+        city = None
+        names = _get(record, "city", "names")
+        if isinstance(names, dict):
+            en = names.get("en")
+            city = en if isinstance(en, str) else None
+        if not (continent or country or lat is not None):
+            return None
+        return cls(
+            continent=continent.upper() if isinstance(continent, str) else None,
+            country=country.upper() if isinstance(country, str) else None,
+            subdivisions=subs, city=city, lat=lat, lon=lon, accuracy_km=acc,
+        )
+
+    def describe(self) -> str:
+        """Short human text for explain output (ASCII codes, English city name)."""
+        parts = []
+        if self.continent:
+            parts.append(f"continent={self.continent}")
+        if self.country:
+            parts.append(f"country={self.country}")
+        if self.subdivisions:
+            parts.append(f"subdivision={','.join(self.subdivisions)}")
+        if self.city:
+            parts.append(f"city={self.city}")
+        if self.has_coords:
+            parts.append(f"loc={self.lat:.4f},{self.lon:.4f}")
+        if self.accuracy_km is not None:
+            parts.append(f"radius={self.accuracy_km}km")
+        return " ".join(parts) or "unknown"
+
+
+def _get(record: dict[str, Any], outer: str, inner: str) -> Any:
+    sub = record.get(outer)
+    return sub.get(inner) if isinstance(sub, dict) else None
+
+
+class GeoDB:
+    """An open mmdb file; immutable once opened (the server swaps in a new one on change)."""
+
+    def __init__(self, reader: Any, path: Path, key: FileKey | None) -> None:
+        self._reader = reader
+        self.path = path
+        self.key = key  # file identity at open time; compare with file_key(path)
+        meta = reader.metadata()
+        self.ip_version: int = int(meta.ip_version)
+        self.database_type: str = str(meta.database_type)
+        self.build_epoch: int = int(meta.build_epoch)
+
+    @classmethod
+    def open(cls, path: str | Path | None = None) -> GeoDB:
+        """Open ``path`` (default: packaged GeoLite2-City) with the C reader when available.
+
+        The stat is taken before opening, so a file replaced during the open is seen
+        as changed on the next poll rather than missed.
+        """
+        p = Path(path) if path is not None else default_geoip_database()
+        key = file_key(p)
+        try:
+            reader = maxminddb.open_database(str(p), maxminddb.MODE_MMAP_EXT)
+        except (ImportError, ValueError, AttributeError):
+            reader = maxminddb.open_database(str(p), maxminddb.MODE_AUTO)
+        return cls(reader, p, key)
+
+    def changed(self) -> bool:
+        """True when the file on disk is no longer the one that was opened."""
+        return file_key(self.path) != self.key
+
+    def close(self) -> None:
+        self._reader.close()
+
+    def lookup_int(self, family: int, addr: int) -> tuple[Location | None, int]:
+        """Location of address ``addr`` (IP version ``family``) and its mmdb prefix length.
+
+        The prefix is relative to the family (0..32 for IPv4).  Addresses the database
+        cannot hold (IPv6 in an IPv4-only db) are "unknown" over the whole space: prefix 0.
+        """
+        if family == 4:
+            text = socket.inet_ntop(socket.AF_INET, addr.to_bytes(4, "big"))
+            bits = 32
+        else:
+            if self.ip_version == 4:
+                return None, 0
+            text = socket.inet_ntop(socket.AF_INET6, addr.to_bytes(16, "big"))
+            bits = 128
+        try:
+            record, plen = self._reader.get_with_prefix_len(text)
+        except ValueError:
+            return None, 0
+        plen = 0 if plen < 0 else bits if plen > bits else plen
+        return Location.from_record(record), plen
+
+    def lookup(self, ip: str) -> tuple[Location | None, str]:
+        """Convenience for tools: location and network (CIDR text) of an address string."""
+        import ipaddress
+
+        addr = ipaddress.ip_address(ip)
+        loc, plen = self.lookup_int(addr.version, int(addr))
+        net = ipaddress.ip_network(f"{addr}/{plen}", strict=False)
+        return loc, str(net)
+
+    def record(self, ip: str) -> Any:
+        """The raw mmdb record (for debugging tools)."""
+        return self._reader.get(ip)

@@ -1,0 +1,522 @@
+"""Operator overrides: force a POP or an address up, down or drain (drills, maintenance).
+
+The admin-state file is the source of truth, one rule a line::
+
+    # PATTERN       STATE   [until TIME]
+    fra             down
+    fra/*           drain                         # every address of fra
+    sin             up      until 2026-12-01T10:00:00Z
+    */192.0.2.20    down    until +30m
+
+A pattern without ``/`` is an fnmatch glob over POP names (key ``pop``); with ``/`` it
+is ``POPGLOB/ADDRGLOB`` over the POPs' addresses (key ``(pop, address)``), so the
+published overrides are keyed exactly like checked states.  Rules apply in order and
+later lines win.  ``until`` is absolute (ISO 8601 with a zone) or relative
+(``+30m``, ``+1h30m``, ``+2d``); a relative time counts from when its line first
+appeared (the file's mtime when the server starts), so editing other lines never
+extends a drill.
+
+A file with any bad line is rejected as a whole (every problem logged as
+``FILE:LINE: problem``) and the previous rules stay; a deleted file clears them.
+The file is polled (mtime, size, inode) every second and read with aiofiles.  The
+in-memory API (:meth:`Overrides.set_override`, :meth:`Overrides.clear_override`)
+edits the same rules and, when a file is configured, persists them to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any, Final, cast
+
+import aiofiles
+import aiofiles.os
+
+from geodns.config import Pop
+from geodns.health.snapshot import STATES, HealthKey, State
+
+__all__ = [
+    "OverrideError",
+    "OverrideRule",
+    "Overrides",
+    "format_time",
+    "next_expiry",
+    "parse_overrides",
+    "parse_pattern",
+    "parse_until",
+    "resolve",
+]
+
+log = logging.getLogger("geodns.health")
+
+POLL_INTERVAL: Final = 1.0
+_GLOB_CHARS: Final = frozenset("*?[")
+_POP_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*?\[\]!]+$")
+_ADDR_GLOB_RE = re.compile(r"^[0-9A-Fa-f.:*?\[\]!-]+$")
+_RELATIVE_RE = re.compile(r"^\+(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_UNIT_SECONDS: Final = (7 * 86400, 86400, 3600, 60, 1)
+_USAGE: Final = '"PATTERN STATE [until TIME]"'
+_TIME_EXAMPLE: Final = "e.g. 2026-12-01T10:00:00Z or +30m"
+
+
+class OverrideError(ValueError):
+    """Rules were rejected; ``problems`` lists every ``FILE:LINE: problem``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class OverrideRule:
+    """One forced state: ``pattern`` (normalized), ``state``, optional expiry."""
+
+    pattern: str
+    state: State
+    until: float | None = None  # wall clock (epoch seconds); None: until removed
+    source: str = "api"  # "FILE:LINE" or "api"
+
+    def active(self, now: float) -> bool:
+        """Not expired yet."""
+        return self.until is None or now < self.until
+
+    def matches(self, pops: Mapping[str, Pop]) -> Iterator[HealthKey]:
+        """Every health key the pattern selects among ``pops`` (config order)."""
+        pop_glob, sep, addr_glob = self.pattern.partition("/")
+        for name, pop in pops.items():
+            if not fnmatchcase(name, pop_glob):
+                continue
+            if not sep:
+                yield name
+                continue
+            for address in (*pop.ipv4, *pop.ipv6):
+                if fnmatchcase(address, addr_glob):
+                    yield (name, address)
+
+    def describe(self) -> str:
+        """The rule as a file line (absolute expiry)."""
+        return self.pattern + " " + self.state + (
+            f" until {format_time(self.until)}" if self.until is not None else "")
+
+    def as_dict(self, now: float | None = None) -> dict[str, Any]:
+        """Plain data for the control API and status pages."""
+        now = time.time() if now is None else now
+        return {"pattern": self.pattern, "state": self.state,
+                "until": format_time(self.until) if self.until is not None else None,
+                "active": self.active(now), "source": self.source}
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def format_time(ts: float) -> str:
+    """Epoch seconds as ``2026-12-01T10:00:00Z`` (sub-second precision dropped)."""
+    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_pattern(text: str) -> str:
+    """Validate and normalize a pattern (literal IPs canonicalized); ValueError explains."""
+    if not text:
+        raise ValueError("empty pattern")
+    pop_glob, sep, addr_glob = text.partition("/")
+    if "/" in addr_glob:
+        raise ValueError(f"bad pattern {text!r}: at most one '/' (POP/ADDRESS)")
+    if not pop_glob:
+        raise ValueError(f"bad pattern {text!r}: empty POP part (use */ADDRESS for any POP)")
+    if not _POP_PATTERN_RE.match(pop_glob):
+        raise ValueError(f"bad pattern {text!r}: POP part may only hold letters, digits, "
+                         "'_', '-', '.' and glob characters * ? [ ]")
+    if not sep:
+        return pop_glob
+    if not addr_glob:
+        raise ValueError(f"bad pattern {text!r}: empty address part "
+                         f"(use {pop_glob}/* for every address)")
+    if _GLOB_CHARS & set(addr_glob):
+        if not _ADDR_GLOB_RE.match(addr_glob):
+            raise ValueError(f"bad pattern {text!r}: address glob may only hold hex digits, "
+                             "'.', ':' and glob characters * ? [ ]")
+        return f"{pop_glob}/{addr_glob.lower()}"
+    try:
+        address = str(ipaddress.ip_address(addr_glob))
+    except ValueError:
+        raise ValueError(f"bad pattern {text!r}: {addr_glob!r} is not an IP address") from None
+    return f"{pop_glob}/{address}"
+
+
+def parse_until(text: str, anchor: float) -> float:
+    """``+30m``-style (from ``anchor``) or ISO 8601 with a zone; ValueError explains."""
+    if text.startswith("+"):
+        m = _RELATIVE_RE.match(text)
+        if m is None or not any(m.groups()):
+            raise ValueError(f"bad relative time {text!r} (e.g. +90s, +30m, +1h30m, +2d)")
+        seconds = sum(int(g) * unit for g, unit in zip(m.groups(), _UNIT_SECONDS, strict=True)
+                      if g)
+        if seconds <= 0:
+            raise ValueError(f"relative time {text!r} must be positive")
+        return anchor + seconds
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"bad time {text!r} ({_TIME_EXAMPLE})") from None
+    if when.tzinfo is None:
+        raise ValueError(f"time {text!r} has no timezone (add Z or +HH:MM)")
+    return when.timestamp()
+
+
+def _parse_state(text: str) -> State:
+    state = text.lower()
+    if state not in STATES:
+        raise ValueError(f"unknown state {text!r} (expected up, down or drain)")
+    return cast(State, state)
+
+
+def _split(line: str) -> list[str]:
+    return line.split("#", 1)[0].split()
+
+
+def parse_overrides(text: str, filename: str = "<overrides>", *, base_time: float,
+                    anchors: Mapping[str, float] | None = None,
+                    ) -> tuple[list[OverrideRule], dict[str, float]]:
+    """Parse a whole admin-state file; raises :class:`OverrideError` with every problem.
+
+    Relative times count from ``anchors[line]`` when the same line was seen before,
+    else from ``base_time`` (the file's mtime).  Returns the rules and the anchors to
+    keep for the next parse.
+    """
+    anchors = anchors or {}
+    rules: list[OverrideRule] = []
+    new_anchors: dict[str, float] = {}
+    problems: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        tokens = _split(raw)
+        if not tokens:
+            continue
+        key = " ".join(tokens)
+        anchor = anchors.get(key, base_time)
+        try:
+            rule = _parse_line(tokens, f"{filename}:{lineno}", anchor)
+        except ValueError as exc:
+            problems.append(f"{filename}:{lineno}: {exc}")
+            continue
+        if tokens[-1].startswith("+"):
+            new_anchors[key] = anchor
+        rules.append(rule)
+    if problems:
+        raise OverrideError(problems)
+    return rules, new_anchors
+
+
+def _parse_line(tokens: list[str], source: str, anchor: float) -> OverrideRule:
+    if len(tokens) == 1:
+        raise ValueError(f"missing the state: expected {_USAGE}")
+    pattern = parse_pattern(tokens[0])
+    state = _parse_state(tokens[1])
+    until = None
+    if len(tokens) > 2:
+        if tokens[2].lower() != "until":
+            raise ValueError(f"expected 'until TIME' after the state, got {tokens[2]!r}")
+        if len(tokens) == 3:
+            raise ValueError(f"missing the time after 'until' ({_TIME_EXAMPLE})")
+        if len(tokens) > 4:
+            raise ValueError(f"unexpected text after the time: {' '.join(tokens[4:])!r}")
+        until = parse_until(tokens[3], anchor)
+    return OverrideRule(pattern, state, until, source)
+
+
+def resolve(rules: Iterable[OverrideRule], pops: Mapping[str, Pop],
+            now: float) -> dict[HealthKey, State]:
+    """The forced state of every key, applying active rules in order (later wins)."""
+    out: dict[HealthKey, State] = {}
+    for rule in rules:
+        if rule.active(now):
+            for key in rule.matches(pops):
+                out[key] = rule.state
+    return out
+
+
+def next_expiry(rules: Iterable[OverrideRule], now: float) -> float | None:
+    """When the next still-active rule runs out (None: none will)."""
+    times = [r.until for r in rules if r.until is not None and r.until > now]
+    return min(times) if times else None
+
+
+# --------------------------------------------------------------------------- watcher
+
+
+Fingerprint = tuple[int, int, int]
+
+
+class Overrides:
+    """The current override rules, their file watcher and the in-memory API.
+
+    ``on_change()`` is called whenever the rules change or one of them expires; the
+    owner (the health monitor) then resolves them against the POPs and publishes.
+    """
+
+    def __init__(self, path: str | Path | None, on_change: Callable[[], None] | None = None,
+                 *, poll_interval: float = POLL_INTERVAL,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path) if path is not None else None
+        self.on_change = on_change
+        self.poll_interval = poll_interval
+        self.clock = clock
+        self.rules: list[OverrideRule] = []
+        self.errors: list[str] = []  # problems of the last rejected file ([] when fine)
+        self.loaded_at: float | None = None
+        self._anchors: dict[str, float] = {}
+        self._seen: Fingerprint | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._active_sig: tuple[int, ...] = ()
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Read the file now, then keep watching it (and expiry times)."""
+        if self.path is not None:
+            await self.poll()
+        self._active_sig = self._signature()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch(),
+                                                                name="geodns-overrides")
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def set_path(self, path: str | Path | None) -> None:
+        """Watch another file (config reload); its rules replace the current ones."""
+        new = Path(path) if path is not None else None
+        if new == self.path:
+            return
+        self.path, self._seen, self._anchors = new, None, {}
+        if new is None:
+            self._replace([], [])
+        else:
+            await self.poll()
+        self._wake.set()
+
+    async def _watch(self) -> None:
+        while True:
+            now = self.clock()
+            wait = self.poll_interval
+            expiry = next_expiry(self.rules, now)
+            if expiry is not None:
+                wait = max(0.0, min(wait, expiry - now + 0.001))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            try:
+                if self.path is not None:
+                    await self.poll()
+                sig = self._signature()
+                if sig != self._active_sig:
+                    self._active_sig = sig
+                    self._prune_api()
+                    self._notify()
+            except Exception:  # keep watching whatever happens
+                log.exception("health overrides: watcher error")
+
+    # --- file ---------------------------------------------------------------------
+
+    async def _stat(self) -> tuple[Fingerprint, float] | None:
+        assert self.path is not None
+        try:
+            st = await aiofiles.os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino), st.st_mtime
+
+    async def poll(self) -> bool:
+        """Re-read the file if its (mtime, size, inode) changed; True when rules changed."""
+        if self.path is None:
+            return False
+        try:
+            found = await self._stat()
+        except OSError as exc:
+            log.error("%s:0: cannot stat: %s", self.path, exc.strerror or exc)
+            return False
+        if found is None:
+            if self._seen is not None or self.rules or self.errors:
+                self._seen = None
+                if self.rules:
+                    log.info("health overrides: %s removed; overrides cleared", self.path)
+                return self._replace([], [])
+            return False
+        fingerprint, mtime = found
+        if fingerprint == self._seen:
+            return False
+        self._seen = fingerprint
+        try:
+            async with aiofiles.open(self.path, "rb") as f:
+                raw = await f.read()
+        except FileNotFoundError:
+            return False  # raced with a delete: the next poll sees it
+        except OSError as exc:
+            self._reject([f"{self.path}:0: cannot read: {exc.strerror or exc}"])
+            return False
+        return self._load_text(raw, mtime)
+
+    def _load_text(self, raw: bytes, mtime: float) -> bool:
+        assert self.path is not None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw[: exc.start].count(b"\n") + 1
+            self._reject([f"{self.path}:{line}: not valid UTF-8"])
+            return False
+        try:
+            rules, anchors = parse_overrides(text, str(self.path), base_time=mtime,
+                                             anchors=self._anchors)
+        except OverrideError as exc:
+            self._reject(exc.problems)
+            return False
+        self._anchors = anchors
+        now = self.clock()
+        active = sum(r.active(now) for r in rules)
+        log.info("health overrides: loaded %s: %d rule%s, %d active", self.path, len(rules),
+                 "" if len(rules) == 1 else "s", active)
+        return self._replace(rules, [])
+
+    def _reject(self, problems: list[str]) -> None:
+        for problem in problems:
+            log.error("%s", problem)
+        log.error("health overrides: rejected %s (%d problem%s); keeping the previous "
+                  "%d rule%s", self.path, len(problems), "" if len(problems) == 1 else "s",
+                  len(self.rules), "" if len(self.rules) == 1 else "s")
+        self.errors = problems
+
+    def _replace(self, rules: list[OverrideRule], errors: list[str]) -> bool:
+        changed = rules != self.rules
+        self.rules = rules
+        self.errors = errors
+        self.loaded_at = self.clock()
+        if changed:
+            self._active_sig = self._signature()
+            self._notify()
+        return changed
+
+    def _notify(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:
+                log.exception("health overrides: on_change callback failed")
+
+    def _signature(self) -> tuple[int, ...]:
+        now = self.clock()
+        return tuple(i for i, r in enumerate(self.rules) if r.active(now))
+
+    def _prune_api(self) -> None:
+        if self.path is None:
+            now = self.clock()
+            self.rules = [r for r in self.rules if r.active(now)]
+            self._active_sig = self._signature()
+
+    # --- reading ------------------------------------------------------------------
+
+    def resolve(self, pops: Mapping[str, Pop]) -> dict[HealthKey, State]:
+        """Forced state per key right now."""
+        return resolve(self.rules, pops, self.clock())
+
+    def status(self) -> dict[str, Any]:
+        """Plain data: file, rules (with activity), last rejection problems."""
+        now = self.clock()
+        return {"file": str(self.path) if self.path is not None else None,
+                "rules": [r.as_dict(now) for r in self.rules],
+                "errors": list(self.errors)}
+
+    # --- in-memory API ------------------------------------------------------------
+
+    async def set_override(self, pattern: str, state: str,
+                           until: datetime | float | str | None = None) -> OverrideRule:
+        """Force ``pattern`` to ``state`` (optionally until a time); replaces an earlier
+        rule with the same pattern and wins over every other rule (it goes last).
+
+        Persisted to the admin-state file when one is configured.  Raises
+        :class:`OverrideError` on a bad pattern, state or time, or when the file
+        currently has errors (fix the file first).
+        """
+        now = self.clock()
+        try:
+            norm = parse_pattern(pattern)
+            st = _parse_state(state)
+            expires = _until(until, now)
+        except ValueError as exc:
+            raise OverrideError([str(exc)]) from None
+        if expires is not None and expires <= now:
+            raise OverrideError([f"until {format_time(expires)} is in the past"])
+        rule = OverrideRule(norm, st, expires, "api")
+        if self.path is None:
+            self._replace([r for r in self.rules if r.pattern != norm] + [rule], [])
+            return rule
+        await self._edit_file(norm, rule.describe())
+        return next(r for r in reversed(self.rules) if r.pattern == norm)
+
+    async def clear_override(self, pattern: str) -> bool:
+        """Remove every rule with exactly this pattern; True if there was one."""
+        try:
+            norm = parse_pattern(pattern)
+        except ValueError as exc:
+            raise OverrideError([str(exc)]) from None
+        if not any(r.pattern == norm for r in self.rules):
+            return False
+        if self.path is None:
+            self._replace([r for r in self.rules if r.pattern != norm], [])
+        else:
+            await self._edit_file(norm, None)
+        return True
+
+    async def _edit_file(self, pattern: str, line: str | None) -> None:
+        """Drop the lines for ``pattern``, append ``line``; atomic rename, then apply."""
+        assert self.path is not None
+        await self.poll()  # do not overwrite an edit we have not seen yet
+        if self.errors:
+            raise OverrideError([f"{self.path} has errors; fix it first", *self.errors])
+        try:
+            async with aiofiles.open(self.path, encoding="utf-8") as f:
+                text = await f.read()
+        except FileNotFoundError:
+            text = ""
+        kept = []
+        for old in text.splitlines():
+            tokens = _split(old)
+            if tokens:
+                with contextlib.suppress(ValueError):
+                    if parse_pattern(tokens[0]) == pattern:
+                        continue
+            kept.append(old)
+        if line is not None:
+            kept.append(line)
+        new_text = "".join(x + "\n" for x in kept)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        async with aiofiles.open(tmp, "w", encoding="utf-8") as f:
+            await f.write(new_text)
+        await aiofiles.os.replace(tmp, self.path)
+        await self.poll()
+
+
+def _until(value: datetime | float | str | None, now: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise ValueError("until has no timezone")
+        return value.timestamp()
+    if isinstance(value, str):
+        return parse_until(value, now)
+    return float(value)

@@ -1,0 +1,414 @@
+"""The control listener: metrics, status, reload and health overrides over HTTP.
+
+An aiohttp app the server runs on ``[server] http`` (default 127.0.0.1:8053).  The
+server stays the owner of every live object; this module talks to it only through
+:class:`ControlBackend`, so it is tested against a fake.
+
+Security model:
+
+* loopback listener (the default): no token, but requests whose ``Host`` is not a
+  loopback name/address are refused (DNS rebinding), and writes carrying an
+  ``Origin`` of another site are refused (a web page cannot POST /reload via the
+  operator's browser);
+* any other listener address needs a token (we refuse to start without one) and
+  every request must carry ``Authorization: Bearer <token>``;
+* every write (reload, override set/clear) is logged with the client address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import inspect
+import ipaddress
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from fnmatch import fnmatchcase
+from typing import Any, Final, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from geodns.health.overrides import format_time, parse_pattern, parse_until
+from geodns.health.snapshot import STATES
+from geodns.ops.metrics import CONTENT_TYPE, Metrics
+from geodns.ops.page import render_page
+
+__all__ = [
+    "ANSWER_WINDOW_MINUTES",
+    "ControlBackend",
+    "is_loopback",
+    "make_app",
+    "start_control",
+    "stop_control",
+]
+
+log = logging.getLogger("geodns.control")
+
+ANSWER_WINDOW_MINUTES: Final = 5  # "share of answers" on /status and the page
+TICK_SECONDS: Final = 5.0  # how often the per-minute answer history is advanced
+MAX_BODY: Final = 64 * 1024
+_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.", "ip6-localhost"})
+_OVERRIDE_KEYS: Final = frozenset({"target", "state", "until"})
+
+BACKEND_KEY: Final = web.AppKey("backend", object)  # a ControlBackend (Protocols are no keys)
+OPTIONS_KEY: Final = web.AppKey("options", dict)
+
+
+class ControlBackend(Protocol):
+    """What the server exposes to the control API.
+
+    ``status()`` returns JSON-able data; the keys the page and API document are::
+
+        zones:       [{"name": "example.com.", "serial": 2026112101}, ...]
+        pools:       [{"name": "www", "strategy": "nearest", "pops": ["iad", ...]}, ...]
+        pops:        [{"name": "fra", "state": "drain", "real": "up", "forced": "drain",
+                       "capacity": 5000.0 | None,
+                       "addresses": [{"address": "192.0.2.20", "state": "up",
+                                      "real": "up", "forced": None}, ...]}, ...]
+        last_reload: {"ok": true, "time": 1763719200.0, "problems": []} | None
+        overrides:   [{"pattern": "fra", "state": "drain", "until": "...Z" | None,
+                       "active": true, "source": "api"}, ...]          (optional)
+
+    (:mod:`geodns.ops.status` builds each of these from the live objects.)
+    ``set_override``/``clear_override`` may be plain or ``async`` methods; they raise
+    ``ValueError`` on bad input, which the API turns into a 400 with the message.
+    """
+
+    metrics: Metrics
+
+    def status(self) -> dict[str, Any]: ...
+
+    async def reload(self) -> tuple[bool, list[str]]: ...
+
+    def set_override(self, target: str, state: str,
+                     until: float | None) -> Awaitable[object] | None: ...
+
+    def clear_override(self, target: str) -> Awaitable[bool] | bool: ...
+
+    def recent_changes(self) -> list[dict[str, Any]]: ...
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 (also bracketed or v4-mapped) and ``localhost``."""
+    h = host.strip().lower()
+    if h in _LOOPBACK_NAMES:
+        return True
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    try:
+        ip = ipaddress.ip_address(h.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"ok": False, "error": message, **extra}, status=status)
+
+
+def _host_name(host_header: str) -> str:
+    """The host part of a Host header (``[::1]:8053`` -> ``::1``)."""
+    h = host_header.strip()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+def _client(request: web.Request) -> str:
+    return request.remote or "?"
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+@web.middleware
+async def _guard(request: web.Request,
+                 handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> web.StreamResponse:
+    """Token (non-loopback listener), Host and Origin checks, JSON errors."""
+    opts = request.app[OPTIONS_KEY]
+    token: str | None = opts["token"]
+    if opts["require_token"]:
+        got = request.headers.get("Authorization", "")
+        scheme, _, value = got.partition(" ")
+        if (token is None or scheme.lower() != "bearer"
+                or not hmac.compare_digest(value.strip().encode(), token.encode())):
+            log.warning("control: %s %s from %s refused: missing or wrong bearer token",
+                        request.method, request.path, _client(request))
+            return web.json_response({"ok": False, "error": "unauthorized: send "
+                                      "'Authorization: Bearer <token>'"}, status=401,
+                                     headers={"WWW-Authenticate": "Bearer"})
+    else:
+        if not is_loopback(_host_name(request.host)):
+            return _error(403, f"Host {request.host!r} is not a loopback address "
+                          "(the control listener only serves local clients)")
+    if request.method not in ("GET", "HEAD"):
+        origin = request.headers.get("Origin")
+        if origin is not None and origin != "null":
+            netloc = urlsplit(origin).netloc
+            if netloc.lower() != request.host.lower():
+                log.warning("control: %s %s from %s refused: cross-site Origin %s",
+                            request.method, request.path, _client(request), origin)
+                return _error(403, f"cross-site request from Origin {origin!r} refused")
+        elif origin == "null":
+            return _error(403, "requests from an opaque Origin are refused")
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            return _error(exc.status, exc.reason)
+        raise
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+def _backend(request: web.Request) -> ControlBackend:
+    backend: ControlBackend = request.app[BACKEND_KEY]  # type: ignore[assignment]
+    return backend
+
+
+def status_data(backend: ControlBackend, minutes: int = ANSWER_WINDOW_MINUTES,
+                now: float | None = None) -> dict[str, Any]:
+    """``backend.status()`` plus answer shares per POP and recent health changes."""
+    now = time.time() if now is None else now
+    data = dict(backend.status())
+    m = backend.metrics
+    m.tick()
+    history = m.per_minute()[-max(1, minutes):]
+    counts: dict[str, int] = {}
+    for _, minute in history:
+        for pop, n in minute.items():
+            counts[pop] = counts.get(pop, 0) + n
+    total = sum(counts.values())
+    # The rate divides by the time actually covered (a fresh server has no 5 minutes).
+    first = history[0][0] if history else now
+    covered = max(1.0, min(now - first, minutes * 60.0), min(now - m.started, 60.0))
+    names = [str(p.get("name")) for p in data.get("pops") or []]
+    names += sorted(p for p in counts if p not in names)
+    data["answers"] = {
+        "window_minutes": minutes,
+        "total": total,
+        "pops": {p: {"count": counts.get(p, 0),
+                     "share": counts.get(p, 0) / total if total else 0.0,
+                     "qps": counts.get(p, 0) / covered,
+                     "series": [minute.get(p, 0) for _, minute in history]}
+                 for p in names},
+    }
+    data["recent_changes"] = backend.recent_changes()[:50]
+    data["time"] = now
+    return data
+
+
+async def _get_status(request: web.Request) -> web.Response:
+    return web.json_response(status_data(_backend(request)),
+                             dumps=lambda o: json.dumps(o, default=str))
+
+
+async def _get_page(request: web.Request) -> web.Response:
+    page = render_page(status_data(_backend(request)))
+    return web.Response(text=page, content_type="text/html",
+                        headers={"Cache-Control": "no-store",
+                                 "Content-Security-Policy": "default-src 'none'; "
+                                 "style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
+                                 "connect-src 'self'; img-src 'self' data:",
+                                 "X-Frame-Options": "DENY"})
+
+
+async def _get_metrics(request: web.Request) -> web.Response:
+    body = _backend(request).metrics.render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _post_reload(request: web.Request) -> web.Response:
+    backend = _backend(request)
+    log.info("control: reload requested by %s", _client(request))
+    ok, problems = await backend.reload()
+    if ok:
+        log.info("control: reload by %s succeeded", _client(request))
+        return web.json_response({"ok": True, "problems": []})
+    log.warning("control: reload by %s failed (%d problems)", _client(request),
+                len(problems))
+    return web.json_response({"ok": False, "error": "reload failed; still serving the "
+                              "previous zones and config", "problems": problems},
+                             status=422)
+
+
+def parse_override(body: object, now: float) -> tuple[str, str, float | None]:
+    """Validate a PUT /overrides body -> (pattern, state, until epoch); ValueError explains."""
+    if not isinstance(body, dict):
+        raise ValueError('expected a JSON object like {"target": "fra", "state": "down", '
+                         '"until": "+30m"}')
+    unknown = sorted(set(body) - _OVERRIDE_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; expected "
+                         "target, state and optionally until")
+    target, state, until = body.get("target"), body.get("state"), body.get("until")
+    if not isinstance(target, str) or not target:
+        raise ValueError('"target" is required: a POP ("fra"), every address of a POP '
+                         '("fra/*") or one address ("fra/192.0.2.20")')
+    pattern = parse_pattern(target)
+    if not isinstance(state, str) or state.lower() not in STATES:
+        raise ValueError(f'"state" must be one of {", ".join(STATES)}, got {state!r}')
+    expires: float | None = None
+    if until is not None:
+        if not isinstance(until, str):
+            raise ValueError('"until" must be a string: ISO 8601 with a zone '
+                             '("2026-12-01T10:00:00Z") or relative ("+30m")')
+        expires = parse_until(until.strip(), now)
+        if expires <= now:
+            raise ValueError(f'"until" {until!r} is in the past')
+    return pattern, state.lower(), expires
+
+
+def _matches(pattern: str, pops: list[Any]) -> list[str]:
+    """Targets among the status POPs that ``pattern`` selects (as ``fra``/``fra/addr``)."""
+    pop_glob, sep, addr_glob = pattern.partition("/")
+    out: list[str] = []
+    for pop in pops:
+        name = str(pop.get("name", "")) if isinstance(pop, dict) else ""
+        if not fnmatchcase(name, pop_glob):
+            continue
+        if not sep:
+            out.append(name)
+            continue
+        for a in pop.get("addresses") or []:
+            address = str(a.get("address", "")) if isinstance(a, dict) else ""
+            if fnmatchcase(address, addr_glob):
+                out.append(f"{name}/{address}")
+    return out
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _put_override(request: web.Request) -> web.Response:
+    backend = _backend(request)
+    raw = await request.read()
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"body is not valid JSON: {exc}")
+    now = time.time()
+    try:
+        pattern, state, until = parse_override(body, now)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    pops = backend.status().get("pops")
+    matched: list[str] | None = None
+    if isinstance(pops, list):
+        matched = _matches(pattern, pops)
+        if not matched:
+            known = ", ".join(str(p.get("name")) for p in pops if isinstance(p, dict))
+            return _error(400, f"target {pattern!r} matches no POP or address "
+                          f"(POPs: {known or 'none'})")
+    try:
+        await _maybe_await(backend.set_override(pattern, state, until))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    until_text = format_time(until) if until is not None else None
+    log.info("control: override %s %s%s set by %s", pattern, state,
+             f" until {until_text}" if until_text else "", _client(request))
+    return web.json_response({"ok": True, "target": pattern, "state": state,
+                              "until": until_text, "matches": matched})
+
+
+async def _delete_override(request: web.Request) -> web.Response:
+    backend = _backend(request)
+    target = request.match_info["target"]
+    try:
+        pattern = parse_pattern(target)
+    except ValueError as exc:
+        return _error(400, str(exc))
+    try:
+        had = await _maybe_await(backend.clear_override(pattern))
+    except ValueError as exc:
+        return _error(400, str(exc))
+    if not had:
+        return _error(404, f"no override for {pattern!r}")
+    log.info("control: override %s cleared by %s", pattern, _client(request))
+    return web.json_response({"ok": True, "target": pattern})
+
+
+# --------------------------------------------------------------------------- app
+
+
+async def _ticker(app: web.Application) -> AsyncIterator[None]:
+    """Advance the per-minute answer history while the app runs."""
+    backend: ControlBackend = app[BACKEND_KEY]  # type: ignore[assignment]
+
+    async def loop() -> None:
+        while True:
+            try:
+                backend.metrics.tick()
+            except Exception:  # never let a bad counter kill the ticker
+                log.exception("control: answer history tick failed")
+            await asyncio.sleep(TICK_SECONDS)
+
+    task = asyncio.get_running_loop().create_task(loop(), name="geodns-control-tick")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def make_app(backend: ControlBackend, *, token: str | None = None,
+             require_token: bool = False) -> web.Application:
+    """The aiohttp application (``require_token``: every request needs the bearer token)."""
+    if require_token and not token:
+        raise ValueError("a token is required")
+    app = web.Application(middlewares=[_guard], client_max_size=MAX_BODY)
+    app[BACKEND_KEY] = backend
+    app[OPTIONS_KEY] = {"token": token, "require_token": require_token}
+    app.router.add_get("/", _get_page)
+    app.router.add_get("/status", _get_status)
+    app.router.add_get("/metrics", _get_metrics)
+    app.router.add_post("/reload", _post_reload)
+    app.router.add_put("/overrides", _put_override)
+    app.router.add_delete("/overrides/{target:.+}", _delete_override)
+    app.cleanup_ctx.append(_ticker)
+    return app
+
+
+async def start_control(backend: ControlBackend, host: str, port: int,
+                        token: str | None = None) -> web.AppRunner:
+    """Serve the control API on ``host:port`` (port 0: any; see ``bound_port``).
+
+    A non-loopback ``host`` requires ``token`` (ValueError otherwise) and then every
+    request must present it; on loopback the token is not needed.
+    """
+    loopback = is_loopback(host)
+    if not loopback and not token:
+        raise ValueError(f"refusing to serve the control API on non-loopback address "
+                         f"{host} without a token (set one, or listen on 127.0.0.1)")
+    app = make_app(backend, token=token, require_token=not loopback)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    log.info("control API on http://%s:%d/%s", f"[{host}]" if ":" in host else host,
+             bound_port(runner), "" if loopback else " (bearer token required)")
+    return runner
+
+
+def bound_port(runner: web.AppRunner) -> int:
+    """The TCP port the runner's first site listens on (useful after port 0)."""
+    for address in runner.addresses:
+        return int(address[1])
+    raise RuntimeError("control listener is not running")
+
+
+async def stop_control(runner: web.AppRunner) -> None:
+    """Stop the listener and the history ticker."""
+    await runner.cleanup()

@@ -1,0 +1,68 @@
+"""What the answer path needs besides zones: config, GeoIP database, selector, health.
+
+A config (or GeoIP database) reload builds a new Runtime and swaps it in whole; the
+health snapshot is a separate reference because it changes far more often.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from geodns.config import Config
+from geodns.geo import GeoDB
+from geodns.health.snapshot import HealthSnapshot
+from geodns.select.selector import Selector
+from geodns.select.types import Selection
+from geodns.zones.store import ZoneStore
+
+
+class HealthHolder:
+    """The one published health snapshot; replaced by the monitor, read per query."""
+
+    def __init__(self, snapshot: HealthSnapshot | None = None) -> None:
+        self.snapshot = snapshot or HealthSnapshot.all_up()
+
+
+class Runtime:
+    """An immutable pairing of config, GeoIP database and the selector built on them."""
+
+    def __init__(self, config: Config, geo: GeoDB | None, health: HealthHolder) -> None:
+        self.config = config
+        self.geo = geo
+        self.health = health
+        self.selector = Selector(config, geo)
+
+    @classmethod
+    def load(cls, config: Config, health: HealthHolder | None = None,
+             geo: GeoDB | None = None) -> Runtime:
+        """Open the GeoIP database only when some pool needs it (and reuse an open one)."""
+        if geo is None and config.pools:
+            geo = GeoDB.open(config.geoip.database)
+        return cls(config, geo, health or HealthHolder())
+
+    def select(self, pool: str, qtype: int, client: str | bytes,
+               source_prefix: int | None) -> Selection:
+        return self.selector.select(pool, qtype, client, source_prefix, self.health.snapshot)
+
+    def explain_lines(self, pool: str, qtype: int, client: str | bytes,
+                      source_prefix: int | None) -> list[str]:
+        if isinstance(client, bytes):
+            client = ipaddress.ip_address(client).compressed
+        return self.selector.explain(pool, qtype, client, source_prefix,
+                                     self.health.snapshot).lines()
+
+    def geo_path(self) -> Path | None:
+        return self.geo.path if self.geo is not None else None
+
+
+def cross_check(store: ZoneStore, config: Config) -> list[str]:
+    """Problems that need both zones and config: DYNA records naming unknown pools."""
+    problems = []
+    for zone in store.zones.values():
+        for owner, pool, file, line in zone.dyna_records():
+            if pool not in config.pools:
+                known = ", ".join(sorted(config.pools)) or "none configured"
+                problems.append(f"{file}:{line}: DYNA at {owner} names unknown pool "
+                                f"{pool!r} (pools: {known})")
+    return problems
