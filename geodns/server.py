@@ -14,6 +14,8 @@ import aiofiles
 
 from geodns.config import Config, ConfigError, load_config
 from geodns.handler import Handler, State
+from geodns.health.monitor import HealthMonitor
+from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPConnections, TCPLimits
 from geodns.listeners.udp import UDPProtocol
 from geodns.runtime import HealthHolder, Runtime, cross_check
@@ -110,6 +112,8 @@ class Server:
         self.health = HealthHolder()
         self.config = config or Config.default()
         self.runtime = Runtime.load(self.config, self.health)
+        self.monitor = HealthMonitor(self.config, on_change=self._health_changed)
+        self.health.snapshot = self.monitor.snapshot
         self.handler = Handler(self.make_state(store, self.runtime))
         self.tcp = TCPConnections(self.handler, opts.tcp)
         self.transports: list[asyncio.BaseTransport] = []
@@ -125,6 +129,11 @@ class Server:
     @property
     def store(self) -> ZoneStore:
         return self.handler.state.store
+
+    def _health_changed(self, snapshot: HealthSnapshot) -> None:
+        # The selector keys its decisions on the snapshot's cache token and rendered
+        # answers on the selection itself, so publishing is all it takes.
+        self.health.snapshot = snapshot
 
     def make_state(self, store: ZoneStore, runtime: Runtime) -> State:
         select = runtime.select if runtime.config.pools else None
@@ -185,6 +194,7 @@ class Server:
                 return False
             self.config, self.runtime = config, runtime
             self.handler.state = self.make_state(store, runtime)
+            self.monitor.update_config(config)
             self.reloads_ok += 1
             self.last_reload_error = []
             serials = ", ".join(f"{z} {s}" for z, s in sorted(store.serials().items()))
@@ -233,9 +243,11 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         watcher = loop.create_task(self.watch())
+        await self.monitor.start()
         log.info("geodns ready: %d zones", len(self.store.zones))
         await self.stopping.wait()
         watcher.cancel()
+        await self.monitor.stop()
         await self.close()
 
     async def close(self) -> None:

@@ -31,7 +31,8 @@ def ask(handler: Handler, qname: str, qtype: str, **kw: object) -> dns.message.M
 
 
 def rrs(section: list) -> set[str]:  # type: ignore[type-arg]
-    return {f"{r.name.to_text().lower()} {r.ttl} {dns.rdatatype.to_text(r.rdtype)} {rd}" for r in section for rd in r}
+    return {f"{r.name.to_text().lower()} {r.ttl} {dns.rdatatype.to_text(r.rdtype)} {rd}"
+            for r in section for rd in r}
 
 
 NEG = "lookup.test. 300 SOA ns1.lookup.test. hostmaster.lookup.test. 42 7200 3600 1209600 600"
@@ -64,8 +65,8 @@ CASES = [
       "www.lookup.test. 3600 A 192.0.2.10"}, set()),
     ("c1.lookup.test.", "CNAME", "NOERROR", True, {"c1.lookup.test. 3600 CNAME c2.lookup.test."},
      set()),
-    ("cnx.lookup.test.", "A", "NXDOMAIN", True, {"cnx.lookup.test. 3600 CNAME missing.lookup.test."},
-     {NEG}),
+    ("cnx.lookup.test.", "A", "NXDOMAIN", True,
+     {"cnx.lookup.test. 3600 CNAME missing.lookup.test."}, {NEG}),
     ("loop1.lookup.test.", "A", "NOERROR", True,
      {"loop1.lookup.test. 3600 CNAME loop2.lookup.test.",
       "loop2.lookup.test. 3600 CNAME loop1.lookup.test."}, set()),
