@@ -7,7 +7,7 @@ DEB_CMDS := dig knotd dnsperf nsd
 CONFIG ?= geodns.toml
 LISTEN ?= --listen 127.0.0.1:5353 --listen [::1]:5353
 
-.PHONY: run test venv deps-test debs lint bench clean
+.PHONY: run demo test venv deps-test debs lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ venv: $(VENV)/.installed
 
 run: $(VENV)/.installed
 	$(BIN)/geodns serve --zones zones $(if $(wildcard $(CONFIG)),--config $(CONFIG)) $(LISTEN)
+
+# Local HTTP backends stand in for the example POPs' health endpoints; kill one and
+# watch answers move with dig (see README "Failover demo").
+demo: $(VENV)/.installed
+	$(BIN)/python tools/demo
 
 # Debian packages the interop tests and the benchmark use; installed only when
 # missing and only when we are root (tests that need them skip otherwise).
@@ -44,7 +49,7 @@ test: deps-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check geodns tests tools
+	$(BIN)/ruff check geodns tests tools tools/bench tools/demo
 	$(BIN)/mypy
 
 bench: $(VENV)/.installed debs

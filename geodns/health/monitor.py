@@ -222,7 +222,7 @@ class HealthMonitor:
             if self._running:
                 self._spawn(self.overrides.set_path(config.admin.state_file))
             else:
-                self.overrides.path = config.admin.state_file
+                self.overrides.retarget(config.admin.state_file)
         if self._running or old_pops != config.pops:
             self._publish()
 

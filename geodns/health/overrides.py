@@ -298,13 +298,19 @@ class Overrides:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def set_path(self, path: str | Path | None) -> None:
-        """Watch another file (config reload); its rules replace the current ones."""
+    def retarget(self, path: str | Path | None) -> bool:
+        """Point at another file without reading it yet; True if the path changed."""
         new = Path(path) if path is not None else None
         if new == self.path:
-            return
+            return False
         self.path, self._seen, self._anchors = new, None, {}
-        if new is None:
+        return True
+
+    async def set_path(self, path: str | Path | None) -> None:
+        """Watch another file (config reload); its rules replace the current ones."""
+        if not self.retarget(path):
+            return
+        if self.path is None:
             self._replace([], [])
         else:
             await self.poll()
