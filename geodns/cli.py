@@ -38,6 +38,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--udp-size", type=int, help="our EDNS UDP payload size (default 1232)")
     s.add_argument("--tcp-idle-timeout", type=float, help="seconds (default 10)")
     s.add_argument("--tcp-max-connections", type=int, help="(default 1000)")
+    s.add_argument("--http", metavar="ADDR:PORT",
+                   help="control API, status page and /metrics (default from the config, "
+                        "127.0.0.1:8053; 'off' disables)")
     s.add_argument("--watch-interval", type=float, default=1.0,
                    help="seconds between zone directory polls (default 1)")
     s.add_argument("--log-level", default="info")
@@ -45,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="validate zones (and config) offline")
     c.add_argument("--config", help="geodns.toml")
     c.add_argument("--zones", help=f"zone files directory (default {DEFAULT_ZONES})")
+
+    sub.add_parser("simulate", help="what-if traffic shares per POP (see geodns simulate -h)",
+                   add_help=False)
 
     e = sub.add_parser("explain", help="why does this client get that answer?")
     e.add_argument("name", help="a steered (DYNA) name, e.g. www.example.com")
@@ -166,7 +172,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tcp.idle_timeout = args.tcp_idle_timeout
     if args.tcp_max_connections is not None:
         tcp.max_connections = args.tcp_max_connections
+    if args.http is not None:
+        try:
+            http = None if args.http in ("", "off") else parse_listen(args.http)
+        except ValueError as exc:
+            print(f"geodns: --http: {exc}", file=sys.stderr)
+            return 2
+    else:
+        h = config.server.http
+        http = (h.host, h.port) if h is not None else None
     opts = ServeOptions(zones_dir=zones_dir, listen=listen, config_path=args.config,
+                        http=http, http_token=getattr(config.server, "http_token", None),
                         udp_size=args.udp_size or config.server.udp_size, tcp=tcp,
                         watch_interval=args.watch_interval)
     try:
@@ -180,10 +196,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"geodns: cannot listen: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # e.g. a non-loopback control listener without a token
+        print(f"geodns: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["simulate"]:
+        from geodns.ops import simulate
+        return simulate.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "check":
         return cmd_check(args)

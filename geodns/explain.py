@@ -107,7 +107,7 @@ class Explanation:
                 out.append(f"   {a.address} {ah}{' *' if a.chosen else ''}")
         sel = self.selection
         if sel.kind == "addresses":
-            what = f"{qtype_text(self.qtype)} {' '.join(sel.addresses)}"
+            what = qtype_text(self.qtype)
         elif sel.kind == "cname":
             what = f"CNAME {sel.cname}"
         else:
@@ -115,8 +115,23 @@ class Explanation:
         pops = ",".join(sel.pops) or "-"
         out.append(f"answer {what} ttl={sel.ttl} scope=/{sel.scope} ({self.scope_network}) "
                    f"pops={pops}")
+        out.extend(_wrap("   ", sel.addresses))
         out.extend(f"note: {n}" for n in self.notes)
         return [_fit(line) for line in out]
+
+
+def _wrap(prefix: str, words: tuple[str, ...]) -> list[str]:
+    """Words joined into lines of at most MAX_LINE_BYTES (addresses are ASCII)."""
+    lines: list[str] = []
+    cur = prefix
+    for w in words:
+        if cur != prefix and len(cur) + 1 + len(w) > MAX_LINE_BYTES:
+            lines.append(cur)
+            cur = prefix
+        cur += w if cur == prefix else " " + w
+    if cur != prefix:
+        lines.append(cur)
+    return lines
 
 
 def _fit(line: str) -> str:

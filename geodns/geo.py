@@ -10,6 +10,7 @@ the ``::/96`` IPv4 subtree); :meth:`GeoDB.lookup_int` clamps them defensively.
 from __future__ import annotations
 
 import math
+import mmap
 import os
 import socket
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ __all__ = ["FileKey", "GeoDB", "Location", "file_key", "haversine_km"]
 FileKey = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 
 EARTH_RADIUS_KM = 6371.0088
+RECORD_CACHE_SIZE = 200_000  # decoded records kept per database (by data pointer)
 
 
 def file_key(path: str | Path) -> FileKey | None:
@@ -126,10 +128,105 @@ def _get(record: dict[str, Any], outer: str, inner: str) -> Any:
     return sub.get(inner) if isinstance(sub, dict) else None
 
 
+class _TreeWalker:
+    """Walks the mmdb search tree in Python and returns the terminal record value.
+
+    The C reader decodes the whole record (names in eight languages) on every lookup,
+    about 15 us; selection needs the network and a few fields.  Walking the tree is
+    about 5 us, and the terminal value (a data-section pointer) identifies the record,
+    so each distinct record is decoded once (by the C reader) and cached as a Location.
+    """
+
+    def __init__(self, path: Path, node_count: int, record_size: int, ip_version: int) -> None:
+        if record_size not in (24, 28, 32):
+            raise ValueError(f"unsupported record size {record_size}")
+        self._file = open(path, "rb")  # noqa: SIM115 - closed in close()
+        try:
+            self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            self._file.close()
+            raise
+        self.node_count = node_count
+        self.record_size = record_size
+        self._node_bytes = record_size // 4
+        if len(self._mm) < node_count * self._node_bytes:
+            self.close()
+            raise ValueError("search tree larger than the file")
+        self.ipv4_start = 0
+        self.ipv4_start_depth = 0
+        if ip_version == 6:
+            node = 0
+            depth = 0
+            while depth < 96 and node < node_count:
+                node = self._left(node)
+                depth += 1
+            self.ipv4_start, self.ipv4_start_depth = node, depth
+
+    def close(self) -> None:
+        self._mm.close()
+        self._file.close()
+
+    def _left(self, node: int) -> int:
+        mm = self._mm
+        if self.record_size == 24:
+            off = node * 6
+            return (mm[off] << 16) | (mm[off + 1] << 8) | mm[off + 2]
+        if self.record_size == 28:
+            off = node * 7
+            return ((mm[off + 3] & 0xF0) << 20) | (mm[off] << 16) | (mm[off + 1] << 8) \
+                | mm[off + 2]
+        off = node * 8
+        return int.from_bytes(mm[off:off + 4], "big")
+
+    def children(self, node: int) -> tuple[int, int]:
+        """(left, right) record values of an inner node."""
+        mm = self._mm
+        if self.record_size == 28:
+            off = node * 7
+            mid = mm[off + 3]
+            return (((mid & 0xF0) << 20) | (mm[off] << 16) | (mm[off + 1] << 8) | mm[off + 2],
+                    ((mid & 0x0F) << 24) | (mm[off + 4] << 16) | (mm[off + 5] << 8)
+                    | mm[off + 6])
+        if self.record_size == 24:
+            off = node * 6
+            return ((mm[off] << 16) | (mm[off + 1] << 8) | mm[off + 2],
+                    (mm[off + 3] << 16) | (mm[off + 4] << 8) | mm[off + 5])
+        off = node * 8
+        return int.from_bytes(mm[off:off + 4], "big"), int.from_bytes(mm[off + 4:off + 8], "big")
+
+    def find(self, node: int, addr: int, bits: int) -> tuple[int, int]:
+        """(terminal record value, depth) for ``addr`` starting at ``node``."""
+        mm = self._mm
+        nc = self.node_count
+        shift = bits - 1
+        if self.record_size == 28:
+            while node < nc and shift >= 0:
+                off = node * 7
+                if (addr >> shift) & 1:
+                    node = ((mm[off + 3] & 0x0F) << 24) | (mm[off + 4] << 16) \
+                        | (mm[off + 5] << 8) | mm[off + 6]
+                else:
+                    node = ((mm[off + 3] & 0xF0) << 20) | (mm[off] << 16) \
+                        | (mm[off + 1] << 8) | mm[off + 2]
+                shift -= 1
+        elif self.record_size == 24:
+            while node < nc and shift >= 0:
+                off = node * 6 + (3 if (addr >> shift) & 1 else 0)
+                node = (mm[off] << 16) | (mm[off + 1] << 8) | mm[off + 2]
+                shift -= 1
+        else:
+            while node < nc and shift >= 0:
+                off = node * 8 + (4 if (addr >> shift) & 1 else 0)
+                node = int.from_bytes(mm[off:off + 4], "big")
+                shift -= 1
+        return node, bits - 1 - shift
+
+
 class GeoDB:
     """An open mmdb file; immutable once opened (the server swaps in a new one on change)."""
 
-    def __init__(self, reader: Any, path: Path, key: FileKey | None) -> None:
+    def __init__(self, reader: Any, path: Path, key: FileKey | None,
+                 fast: bool = True) -> None:
         self._reader = reader
         self.path = path
         self.key = key  # file identity at open time; compare with file_key(path)
@@ -137,13 +234,22 @@ class GeoDB:
         self.ip_version: int = int(meta.ip_version)
         self.database_type: str = str(meta.database_type)
         self.build_epoch: int = int(meta.build_epoch)
+        self._walker: _TreeWalker | None = None
+        self._records: dict[int, Location | None] = {}
+        if fast:
+            try:
+                self._walker = _TreeWalker(path, int(meta.node_count), int(meta.record_size),
+                                           self.ip_version)
+            except (OSError, ValueError):
+                self._walker = None  # the C reader alone still works
 
     @classmethod
-    def open(cls, path: str | Path | None = None) -> GeoDB:
+    def open(cls, path: str | Path | None = None, *, fast: bool = True) -> GeoDB:
         """Open ``path`` (default: packaged GeoLite2-City) with the C reader when available.
 
-        The stat is taken before opening, so a file replaced during the open is seen
-        as changed on the next poll rather than missed.
+        ``fast``: also walk the search tree in Python with a per-record cache (same
+        answers, about 3x cheaper per lookup).  The stat is taken before opening, so a
+        file replaced during the open is seen as changed on the next poll, not missed.
         """
         p = Path(path) if path is not None else default_geoip_database()
         key = file_key(p)
@@ -151,13 +257,15 @@ class GeoDB:
             reader = maxminddb.open_database(str(p), maxminddb.MODE_MMAP_EXT)
         except (ImportError, ValueError, AttributeError):
             reader = maxminddb.open_database(str(p), maxminddb.MODE_AUTO)
-        return cls(reader, p, key)
+        return cls(reader, p, key, fast)
 
     def changed(self) -> bool:
         """True when the file on disk is no longer the one that was opened."""
         return file_key(self.path) != self.key
 
     def close(self) -> None:
+        if self._walker is not None:
+            self._walker.close()
         self._reader.close()
 
     def lookup_int(self, family: int, addr: int) -> tuple[Location | None, int]:
@@ -166,6 +274,78 @@ class GeoDB:
         The prefix is relative to the family (0..32 for IPv4).  Addresses the database
         cannot hold (IPv6 in an IPv4-only db) are "unknown" over the whole space: prefix 0.
         """
+        w = self._walker
+        if w is None:
+            return self._lookup_c(family, addr)
+        if family == 4:
+            if w.ipv4_start >= w.node_count:  # the whole IPv4 space is one record
+                value, plen = w.ipv4_start, 0
+            else:
+                value, plen = w.find(w.ipv4_start, addr, 32)
+        else:
+            if self.ip_version == 4:
+                return None, 0
+            value, plen = w.find(0, addr, 128)
+        return self._location(value, family, addr), plen
+
+    def _location(self, value: int, family: int, addr: int) -> Location | None:
+        """Location of terminal record ``value``; ``addr`` is any address it covers."""
+        w = self._walker
+        assert w is not None
+        if value <= w.node_count:
+            return None
+        records = self._records
+        if value in records:
+            return records[value]
+        loc, _ = self._lookup_c(family, addr)
+        if len(records) >= RECORD_CACHE_SIZE:
+            records.clear()
+        records[value] = loc
+        return loc
+
+    def networks(self, family: int, addr: int, prefix: int,
+                 max_nodes: int) -> list[tuple[int, int, Location | None]] | None:
+        """Every mmdb network inside block ``addr/prefix``, as (start, prefix, location).
+
+        When the block lies inside one network, that network is the single result (its
+        prefix is then <= ``prefix``).  None when enumerating would visit more than
+        ``max_nodes`` tree nodes, or without the tree walker.  This is what lets scope
+        widening test a whole sibling block for a few microseconds per network.
+        """
+        w = self._walker
+        if w is None or (family == 6 and self.ip_version == 4):
+            return None
+        bits = 32 if family == 4 else 128
+        nc = w.node_count
+        start = (addr >> (bits - prefix)) << (bits - prefix) if prefix else 0
+        if family == 4:
+            node, depth = w.ipv4_start, 0
+        else:
+            node, depth = 0, 0
+        while node < nc and depth < prefix:
+            left, right = w.children(node)
+            node = right if (start >> (bits - 1 - depth)) & 1 else left
+            depth += 1
+        if node >= nc:  # the block lies inside one network
+            return [(start, depth, self._location(node, family, start))]
+        out: list[tuple[int, int, Location | None]] = []
+        stack = [(node, depth, start)]
+        visited = 0
+        while stack:
+            node, depth, net = stack.pop()
+            if node >= nc:
+                out.append((net, depth, self._location(node, family, net)))
+                continue
+            visited += 1
+            if visited > max_nodes or depth >= bits:
+                return None
+            left, right = w.children(node)
+            stack.append((right, depth + 1, net | (1 << (bits - 1 - depth))))
+            stack.append((left, depth + 1, net))
+        return out
+
+    def _lookup_c(self, family: int, addr: int) -> tuple[Location | None, int]:
+        """The same lookup through the reader alone (decodes the full record)."""
         if family == 4:
             text = socket.inet_ntop(socket.AF_INET, addr.to_bytes(4, "big"))
             bits = 32

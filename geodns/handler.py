@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from time import perf_counter
 from typing import Any
 
 import dns.name
@@ -17,6 +18,8 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdatatype import RdataType as T
 
+from geodns.ops.metrics import Metrics
+from geodns.ops.querylog import QueryLog
 from geodns.select.types import Selection
 from geodns.wire import decode as wd
 from geodns.wire.encode import (
@@ -82,12 +85,18 @@ def _limit(q: wd.Query, udp_size: int) -> int:
 class Handler:
     """Turns one query packet into one response packet (or None to drop)."""
 
-    def __init__(self, state: State, on_answer: Callable[..., None] | None = None) -> None:
+    def __init__(self, state: State, on_answer: Callable[[str, Selection], None] | None = None,
+                 metrics: Metrics | None = None, qlog: QueryLog | None = None) -> None:
         self.state = state
         self.on_answer = on_answer
+        self.metrics = metrics
+        self.qlog = qlog
+        self._sel: tuple[str, Selection, int] | None = None  # last DYNA decision, for the log
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         st = self.state
+        qlog = self.qlog
+        t0 = perf_counter() if qlog is not None else 0.0
         try:
             q = wd.decode(data)
             if q is None:
@@ -96,10 +105,24 @@ class Handler:
             log.exception("decoder failure")
             return None
         try:
-            return self._answer(st, q, client, tcp)
+            resp = self._answer(st, q, client, tcp)
         except Exception:
             log.exception("handler failure for query %r", data[:64])
-            return error_response(q, dns.rcode.SERVFAIL, st.udp_size)
+            resp = error_response(q, dns.rcode.SERVFAIL, st.udp_size)
+        m = self.metrics
+        if m is not None:
+            m.queries[("tcp" if tcp else "udp", q.qtype, resp[3] & 15)] += 1
+        if qlog is not None:
+            self._log(qlog, q, client, resp, t0)
+        return resp
+
+    def _log(self, qlog: QueryLog, q: wd.Query, client: str, resp: bytes, t0: float) -> None:
+        sel, self._sel = self._sel, None
+        ecs = q.ecs is not None
+        qlog.query(client, q.ecs_addr if ecs else None, q.ecs_source if ecs else None,
+                   q.qname, q.qtype, resp[3] & 15, sel[0] if sel else None,
+                   sel[1].pops if sel else None, sel[2] if sel else None,
+                   sel[1].ttl if sel else None, perf_counter() - t0)
 
     def _answer(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes:
         if q.error:
@@ -167,6 +190,8 @@ class Handler:
             t.rendered[sel.key] = r
         if self.on_answer is not None:
             self.on_answer(t.pool, sel)
+        if self.qlog is not None:
+            self._sel = (t.pool, sel, sel.scope)
         return r, sel.scope
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiofiles
+from aiohttp import web
 
 from geodns.config import Config, ConfigError, load_config
 from geodns.handler import Handler, State
@@ -18,6 +19,9 @@ from geodns.health.monitor import HealthMonitor
 from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPConnections, TCPLimits
 from geodns.listeners.udp import UDPProtocol
+from geodns.ops.backend import ServerBackend
+from geodns.ops.control import start_control, stop_control
+from geodns.ops.metrics import Metrics
 from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
@@ -59,6 +63,8 @@ class ServeOptions:
     udp_size: int = 1232
     tcp: TCPLimits = field(default_factory=TCPLimits)
     watch_interval: float = 1.0
+    http: Endpoint | None = None  # control API / metrics listener
+    http_token: str | None = None
 
 
 def _socket(host: str, port: int, kind: int) -> socket.socket:
@@ -114,7 +120,12 @@ class Server:
         self.runtime = Runtime.load(self.config, self.health)
         self.monitor = HealthMonitor(self.config, on_change=self._health_changed)
         self.health.snapshot = self.monitor.snapshot
-        self.handler = Handler(self.make_state(store, self.runtime))
+        self.metrics = Metrics()
+        self.handler = Handler(self.make_state(store, self.runtime),
+                               on_answer=self.metrics.on_answer, metrics=self.metrics)
+        self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
+        self.backend = ServerBackend(self, self.metrics, self.monitor)
+        self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
         self.transports: list[asyncio.BaseTransport] = []
         self.servers: list[asyncio.AbstractServer] = []
@@ -134,6 +145,12 @@ class Server:
         # The selector keys its decisions on the snapshot's cache token and rendered
         # answers on the selection itself, so publishing is all it takes.
         self.health.snapshot = snapshot
+        self.backend.on_health(snapshot)
+
+    def _install(self, state: State) -> None:
+        old = self.handler.state
+        self.handler.state = state
+        self.metrics.cache_retired(old.hits, old.misses)
 
     def make_state(self, store: ZoneStore, runtime: Runtime) -> State:
         select = runtime.select if runtime.config.pools else None
@@ -186,15 +203,18 @@ class Server:
                     log.error("%s", problem)
                 log.error("reload (%s) failed; still serving the previous zones and config",
                           reason)
+                self.backend.on_reloaded(False)
                 return False
             except OSError as exc:
                 self.reloads_failed += 1
                 self.last_reload_error = [str(exc)]
                 log.error("reload (%s) failed: %s; still serving the previous state", reason, exc)
+                self.backend.on_reloaded(False)
                 return False
             self.config, self.runtime = config, runtime
-            self.handler.state = self.make_state(store, runtime)
+            self._install(self.make_state(store, runtime))
             self.monitor.update_config(config)
+            self.backend.on_reloaded(True)
             self.reloads_ok += 1
             self.last_reload_error = []
             serials = ", ".join(f"{z} {s}" for z, s in sorted(store.serials().items()))
@@ -244,10 +264,16 @@ class Server:
             loop.add_signal_handler(sig, self.stopping.set)
         watcher = loop.create_task(self.watch())
         await self.monitor.start()
+        http = self.opts.http
+        if http is not None:
+            self.control = await start_control(self.backend, http[0], http[1],
+                                               self.opts.http_token)
         log.info("geodns ready: %d zones", len(self.store.zones))
         await self.stopping.wait()
         watcher.cancel()
         await self.monitor.stop()
+        if self.control is not None:
+            await stop_control(self.control)
         await self.close()
 
     async def close(self) -> None:

@@ -336,6 +336,17 @@ class ServerProcess:
         self.host = host
         self._stderr_path = stderr_path
 
+    def control_port(self, timeout: float = 5.0) -> int:
+        """Port of the control API, from its start-up log line."""
+        deadline = time.monotonic() + timeout
+        while True:
+            m = re.search(r"control API on http://\S+?:(\d+)/", self.stderr_text())
+            if m:
+                return int(m.group(1))
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no control API line in the log:\n{self.stderr_text()}")
+            time.sleep(0.05)
+
     def stderr_text(self) -> str:
         try:
             return self._stderr_path.read_text(errors="replace")
@@ -408,9 +419,14 @@ def geodns_server(
     ready_name = origins[0] if origins else "."
     listen_host = f"[{host}]" if ":" in host else host
 
+    # The control listener defaults to 127.0.0.1:8053; tests get a random port instead
+    # (ServerProcess.control_port() reads it from the log) so servers never collide.
+    http_args = () if "--http" in extra_args else ("--http", f"{LOCALHOST}:0")
+
     def argv(port: int) -> list[str]:
         return geodns_cmd(
-            "serve", "--zones", str(zones_dir), "--listen", f"{listen_host}:{port}", *extra_args
+            "serve", "--zones", str(zones_dir), "--listen", f"{listen_host}:{port}",
+            *http_args, *extra_args
         )
 
     with run_server(

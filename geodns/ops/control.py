@@ -189,7 +189,7 @@ def status_data(backend: ControlBackend, minutes: int = ANSWER_WINDOW_MINUTES,
     total = sum(counts.values())
     # The rate divides by the time actually covered (a fresh server has no 5 minutes).
     first = history[0][0] if history else now
-    covered = max(1.0, min(now - first, minutes * 60.0), min(now - m.started, 60.0))
+    covered = max(1.0, now - max(first, m.started))
     names = [str(p.get("name")) for p in data.get("pops") or []]
     names += sorted(p for p in counts if p not in names)
     data["answers"] = {

@@ -48,7 +48,8 @@ _QTYPES: Final = frozenset({
 
 
 class _SelectionLike(Protocol):
-    pops: tuple[str, ...]
+    @property
+    def pops(self) -> tuple[str, ...]: ...
 
 
 def qtype_label(qtype: int | str) -> str:
@@ -88,15 +89,12 @@ class AnswerHistory:
         self.minutes = minutes
         self.clock = clock
         self.ring: deque[tuple[int, dict[str, int]]] = deque(maxlen=minutes)
-        self._minute: int | None = None
+        self._minute = int(clock() // 60)  # counters start at zero with the history
         self._base: dict[str, int] = {}
 
     def tick(self, totals: Mapping[str, int]) -> None:
         """Close the current minute if the clock moved on; ``totals`` are cumulative."""
         minute = int(self.clock() // 60)
-        if self._minute is None:
-            self._minute, self._base = minute, dict(totals)
-            return
         if minute <= self._minute:
             return
         self.ring.append((self._minute * 60, _diff(totals, self._base)))
@@ -108,10 +106,7 @@ class AnswerHistory:
     def per_minute(self, totals: Mapping[str, int]) -> list[tuple[int, dict[str, int]]]:
         """Closed minutes oldest first, then the current (partial) minute."""
         self.tick(totals)
-        out = list(self.ring)
-        if self._minute is not None:
-            out.append((self._minute * 60, _diff(totals, self._base)))
-        return out
+        return [*self.ring, (self._minute * 60, _diff(totals, self._base))]
 
     def window(self, totals: Mapping[str, int], minutes: int) -> dict[str, int]:
         """Answers per POP in the last ``minutes`` minutes (the current one included)."""

@@ -57,6 +57,7 @@ tr.state-down,tr.state-drain{background:#fff8f5}
  overflow:hidden}
 .bar>span{position:absolute;inset:0 auto 0 0;background:#0969da}
 .bar.over>span{background:var(--down)}
+span.over{color:var(--down);font-weight:700}
 .share{font-weight:600;font-variant-numeric:tabular-nums}
 .muted{color:var(--muted)}
 .summary{display:flex;gap:8px;flex-wrap:wrap;align-items:center}
@@ -138,15 +139,13 @@ def _pill(state: object, text: str | None = None) -> str:
 
 def _spark(series: Sequence[int], colour: str) -> str:
     """An inline SVG sparkline of per-minute answers (oldest left)."""
-    if not series:
-        return ""
+    if len(series) < 2:
+        return ""  # one point says nothing: the rate next to it does
     w, h = 90, 18
     top = max(series) or 1
-    step = w / max(1, len(series) - 1) if len(series) > 1 else 0
+    step = w / (len(series) - 1)
     pts = " ".join(f"{i * step:.1f},{h - 1 - (v / top) * (h - 2):.1f}"
                    for i, v in enumerate(series))
-    if len(series) == 1:
-        pts += f" {w},{h - 1 - (series[0] / top) * (h - 2):.1f}"
     return (f'<svg class="spark" width="{w}" height="{h}" viewBox="0 0 {w} {h}" '
             f'aria-hidden="true"><polyline fill="none" stroke="{colour}" stroke-width="1.5" '
             f'points="{pts}"/></svg>')
@@ -177,8 +176,8 @@ def _pops_section(data: Mapping[str, Any]) -> str:
             for a in pop.get("addresses") or [])
         forced_tag = (f'<span class="forced" title="operator override">forced '
                       f'{_e(forced)}</span>') if forced else ""
-        cap = (f'{float(capacity):g} qps' if capacity is not None else
-               '<span class="muted">-</span>')
+        cap = (f'<span class="{"over" if over else ""}">{float(capacity):g} qps</span>'
+               if capacity is not None else '<span class="muted">-</span>')
         rows.append(
             f'<tr class="pop state-{state}" data-pop="{_e(name)}" data-state="{state}" '
             f'data-share="{share:.4f}">'

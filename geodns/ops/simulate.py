@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import dns.rdatatype
 
@@ -188,7 +188,7 @@ def scenario_snapshot(config: Config, down: Sequence[str] = (),
     for state, targets in (("drain", drain), ("down", down)):
         for target in targets:
             pattern = parse_pattern(target)
-            rule = OverrideRule(pattern, state, None, "simulate")  # type: ignore[arg-type]
+            rule = OverrideRule(pattern, cast(State, state), None, "simulate")
             if not any(True for _ in rule.matches(config.pops)):
                 raise ValueError(f"{target!r} matches no POP or address (POPs: "
                                  f"{', '.join(config.pops) or 'none'})")
@@ -376,7 +376,8 @@ def plot(r: SimResult, path: str | Path) -> None:
             labelled = True
     from matplotlib.patches import Patch
 
-    handles = [Patch(color="#8c959f", label="now"), Patch(color="#0969da", label="scenario")]
+    handles: list[Any] = [Patch(color="#8c959f", label="now"),
+                          Patch(color="#0969da", label="scenario")]
     if over:
         handles.append(Patch(color="#cf222e", label="scenario: over capacity"))
     caps, _ = ax.get_legend_handles_labels()

@@ -1,0 +1,128 @@
+"""ServerBackend: the ControlBackend adapter over a (fake) server and health monitor."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from geodns.config import Config, parse_config
+from geodns.health.overrides import OverrideError
+from geodns.health.snapshot import HealthSnapshot
+from geodns.ops.backend import ServerBackend
+from geodns.ops.metrics import Metrics
+
+CONFIG = """
+[pops.iad]
+lat = 38.9
+lon = -77.0
+ipv4 = ["192.0.2.10"]
+
+[pops.fra]
+lat = 50.1
+lon = 8.7
+ipv4 = ["192.0.2.20"]
+
+[pools.www]
+strategy = "failover"
+pops = ["iad", "fra"]
+"""
+
+
+class Holder:
+    def __init__(self) -> None:
+        self.snapshot = HealthSnapshot.all_up()
+
+
+class Store:
+    def __init__(self) -> None:
+        self.zones = {"example.com.": 7}
+
+    def serials(self) -> dict[str, int]:
+        return dict(self.zones)
+
+
+class FakeServer:
+    def __init__(self) -> None:
+        self.config: Config = parse_config(CONFIG, "geodns.toml")
+        self.health = Holder()
+        self.last_reload_error: list[str] = []
+        self.store = Store()
+        self.next_ok = True
+
+    async def reload(self, reason: str) -> bool:
+        self.last_reload_error = [] if self.next_ok else ["zones/x.zone:3: bad"]
+        if self.next_ok:
+            self.store.zones["example.com."] += 1
+        return self.next_ok
+
+
+class FakeMonitor:
+    def __init__(self) -> None:
+        self.rules: dict[str, tuple[str, float | None]] = {}
+
+    async def set_override(self, pattern: str, state: str,
+                           until: float | None = None) -> object:
+        if state == "bogus":
+            raise OverrideError(["unknown state 'bogus'"])
+        self.rules[pattern] = (state, until)
+        return None
+
+    async def clear_override(self, pattern: str) -> bool:
+        return self.rules.pop(pattern, None) is not None
+
+    def status(self) -> dict[str, Any]:
+        return {"targets": {"fra": {"latency_ms": 12, "state": "down"}},
+                "overrides": {"rules": [{"pattern": p, "state": s} for p, (s, _) in
+                                        self.rules.items()], "errors": []}}
+
+
+def test_status_reload_overrides_and_health() -> None:
+    server, monitor, metrics = FakeServer(), FakeMonitor(), Metrics()
+    backend = ServerBackend(server, metrics, monitor)
+    assert metrics.zone_serials == {"example.com.": 7}
+    assert metrics.health_states == {"iad": "up", "iad/192.0.2.10": "up", "fra": "up",
+                                     "fra/192.0.2.20": "up"}
+    assert metrics.check_latency == {"fra": 0.012}
+
+    async def go() -> None:
+        assert await backend.reload() == (True, [])
+        backend.on_reloaded(True)
+        server.next_ok = False
+        assert await backend.reload() == (False, ["zones/x.zone:3: bad"])
+        backend.on_reloaded(False)
+        await backend.set_override("fra", "drain", None)
+        with pytest.raises(ValueError, match="bogus"):
+            await backend.set_override("fra", "bogus", None)
+        assert await backend.clear_override("fra") is True
+        assert await backend.clear_override("fra") is False
+
+    asyncio.run(go())
+    assert metrics.reloads == {"success": 1, "failure": 1}
+    assert metrics.zone_serials == {"example.com.": 8}
+    st = backend.status()
+    assert st["last_reload"]["ok"] is False
+    assert st["last_reload"]["problems"] == ["zones/x.zone:3: bad"]
+    assert [z["serial"] for z in st["zones"]] == [8]
+    assert [p["name"] for p in st["pools"]] == ["www"]
+
+    new = server.health.snapshot.with_real("fra", "down")
+    server.health.snapshot = new
+    backend.on_health(new)
+    assert backend.recent_changes()[0]["target"] == "fra"
+    assert metrics.health_states["fra"] == "down"
+    assert metrics.health_changes[("fra", "down")] == 1
+    pops = {p["name"]: p for p in backend.status()["pops"]}
+    assert pops["fra"]["state"] == "down" and pops["fra"]["real"] == "down"
+
+
+def test_without_monitor_overrides_are_refused() -> None:
+    backend = ServerBackend(FakeServer(), Metrics())
+
+    async def go() -> None:
+        with pytest.raises(ValueError, match="not available"):
+            await backend.set_override("fra", "down", None)
+
+    asyncio.run(go())
+    assert "overrides" not in backend.status()
