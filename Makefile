@@ -2,8 +2,8 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PKGS := bind9-dnsutils knot dnsperf nsd
-DEB_CMDS := dig knotd dnsperf nsd
+DEB_PKGS := bind9-dnsutils knot dnsperf nsd chromium
+DEB_CMDS := dig knotd dnsperf nsd chromium
 CONFIG ?= geodns.toml
 LISTEN ?= --listen 127.0.0.1:5353 --listen [::1]:5353
 
