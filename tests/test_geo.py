@@ -160,3 +160,23 @@ def test_location_from_odd_records() -> None:
                                 "location": {"latitude": 1, "longitude": "bad"}})
     assert loc == Location(country="US", subdivisions=("US-CA",))
     assert "country=US" in loc.describe()
+
+
+def test_tree_path_and_sibling_networks(tiny: GeoDB) -> None:
+    addr = int(ipaddress.IPv4Address("1.2.3.4"))
+    path = tiny.tree_path(4, addr)
+    assert path is not None and len(path) == 16  # 1.2.0.0/16 is a leaf at depth 16
+    # the sibling of 1.2.0.0/16 is 1.3.0.0/16, one network (Ottawa)
+    nets = tiny.sibling_networks(4, addr, path, 16, 100)
+    assert nets is not None and len(nets) == 1
+    start, plen, loc = nets[0]
+    assert (str(ipaddress.IPv4Address(start)), plen) == ("1.3.0.0", 16)
+    assert loc is not None and loc.city == "Ottawa"
+    # the sibling of 1.2.0.0/15 is 1.0.0.0/15: 1.0.0.0/16 (no data) and 1.1.0.0/16
+    nets = tiny.sibling_networks(4, addr, path, 15, 100)
+    assert nets is not None
+    assert [(str(ipaddress.IPv4Address(s)), p, loc is not None) for s, p, loc in nets] == [
+        ("1.0.0.0", 16, False), ("1.1.0.0", 16, True)]
+    # too many nodes for the budget
+    assert tiny.sibling_networks(4, addr, path, 5, 2) is None  # 8.0.0.0/5: 8/8, 9/8 split
+    assert GeoDB.open(tiny.path, fast=False).tree_path(4, addr) is None

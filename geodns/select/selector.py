@@ -7,10 +7,11 @@ Layers, cheapest first:
 2. untailored answers: when no client can get a different answer (failover, all,
    a single candidate, a geo pool whose rules all resolve alike), scope 0, no lookup.
 3. block cache: every computed Selection is valid for the whole ``client/scope``
-   block; a new client inside a known block is served without a GeoIP lookup.
-4. miss: GeoIP lookup (about 15 us: the C reader decodes the full record), ranking
-   (cached per location and health-independent), health applied to the ranking
-   (cached per ranking and health), scope computed and widened.
+   block; a new client inside a known block is served without a GeoIP lookup (and,
+   with ``lazy_widen``, that second client is what triggers widening the block).
+4. miss: GeoIP lookup (a Python walk of the mmdb tree, records decoded once per
+   data pointer), ranking (cached per location, health-independent), health
+   applied to the ranking (cached per ranking and health), scope computed, widened.
 
 The scope of an answer (the ECS SCOPE PREFIX-LENGTH) is proven, not guessed:
 
@@ -20,8 +21,9 @@ The scope of an answer (the ECS SCOPE PREFIX-LENGTH) is proven, not guessed:
   when a ``nets`` entry decides, the GeoIP network no longer matters), or the /24
   (/56) hashed by ``weighted``;
 * then, like gdnsd, the block is widened one bit at a time while the sibling half
-  provably gets the same answer key (each sibling cell is computed the same way;
-  a bounded number of lookups, so a miss stays cheap);
+  provably gets the same answer key: every mmdb network under the sibling node is
+  enumerated from the search tree (or, when ``nets`` cut the space, every cell is
+  computed the same way as the client's); a work budget keeps a miss cheap;
 * answers that do not depend on the client at all get scope 0.
 
 Build a new Selector when the config or the GeoIP database changes: caches hold
@@ -30,15 +32,16 @@ decisions that depend on both.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final, cast
 
 from geodns.config import Config, Pool, Pop
 from geodns.explain import AddressInfo, CandidateInfo, Explanation
-from geodns.geo import GeoDB, Location, haversine_km
+from geodns.geo import EARTH_RADIUS_KM, GeoDB, Location
 from geodns.health.snapshot import HealthSnapshot
-from geodns.select.addr import bits_of, format_net, mask, parse_client
+from geodns.select.addr import bits_of, format_addr, format_net, mask, parse_client
 from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.nets import NetTrie
 from geodns.select.types import Kind, Selection
@@ -50,6 +53,7 @@ QTYPE_AAAA: Final = 28
 FAM_CNAME: Final = 0  # family key of CNAME pools: the answer is the same for every qtype
 WEIGHTED_PREFIX: Final = {4: 24, 6: 56}  # stickiness unit of weighted pools
 _UNLIMITED: Final = 1 << 30
+LOOKUP_COST: Final = 8  # widening budget units per full GeoIP lookup (1 per tree network)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +95,7 @@ class _Cell:
 
 
 _Entry = tuple[tuple[int, int], Selection]  # (health cache_token, selection)
+_Block = tuple[tuple[int, int], Selection, bool]  # ... and "not widened yet"
 
 
 class _Plan:
@@ -120,7 +125,11 @@ class _Plan:
             self.tries[net.version].insert(int(net.network_address), net.prefixlen,
                                            _Ranking(label, lst))
         self.has_nets = bool(pool.nets)
-        self.coords = [(p, config.pops[p].lat, config.pops[p].lon) for p in pool.pops]
+        self.coords = [  # name, lat and lon in radians, cos(lat)
+            (p, math.radians(config.pops[p].lat), math.radians(config.pops[p].lon),
+             math.cos(math.radians(config.pops[p].lat)))
+            for p in pool.pops
+        ]
         self.weighted = [(p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops]
         self.widen = pool.strategy in ("geo", "nearest")
 
@@ -142,17 +151,21 @@ class Selector:
     """Chooses POPs for pools; one instance per (config, GeoIP database)."""
 
     def __init__(self, config: Config, geo: GeoDB | None, *, cache_size: int = 100_000,
-                 widen_budget: int = 4) -> None:
-        """``widen_budget``: max extra GeoIP lookups per miss spent widening the scope
-        (0: scope = the client's cell)."""
+                 widen_budget: int = 32, lazy_widen: bool = True) -> None:
+        """``widen_budget``: work allowed for widening one block's scope, in mmdb networks
+        examined (a full lookup, needed when ``nets`` cut the space, costs LOOKUP_COST);
+        0: the scope is the client's cell.  ``lazy_widen``: widen a block only when a
+        second client lands in it, so one-off clients (random-subnet floods) pay only
+        the basic miss; False widens on the first miss."""
         self.config = config
         self.geo = geo
         self.cache_size = cache_size
         self.widen_budget = widen_budget
+        self.lazy_widen = lazy_widen
         self._plans = {name: _Plan(pool, config) for name, pool in config.pools.items()}
         self._exact: dict[tuple[object, ...], _Entry] = {}
-        # (pool, qtype, family) -> [(shift, {addr >> shift: (token, Selection)})]
-        self._blocks: dict[tuple[str, int, int], list[tuple[int, dict[int, _Entry]]]] = {}
+        # (pool, qtype, family) -> [(shift, {addr >> shift: (token, Selection, pending)})]
+        self._blocks: dict[tuple[str, int, int], list[tuple[int, dict[int, _Block]]]] = {}
         self._block_count = 0
         self._rankings: dict[tuple[object, ...], _Ranking] = {}
         self._answers: dict[tuple[object, ...], _Answer] = {}
@@ -164,7 +177,8 @@ class Selector:
                health: HealthSnapshot) -> Selection:
         """The answer for one query (hot path; see the module docstring for the layers).
 
-        ``client``: the ECS address (packed, zero-padded to 4/16 bytes, or text) with its
+        ``client``: the ECS address (``bytes`` zero-padded to 4/16, or text; it is a cache
+        key so not bytearray/memoryview) with its
         ``source_prefix``, else the source address with ``source_prefix=None``.
         ``source_prefix == 0`` means the client opted out: no location, scope 0.
         An unknown pool gives SERVFAIL; an unparsable client raises ValueError.
@@ -179,9 +193,11 @@ class Selector:
         self._exact[ck] = (health.cache_token, sel)
         return sel
 
-    def explain(self, pool: str, qtype: int, client: str, source_prefix: int | None,
+    def explain(self, pool: str, qtype: int, client: str | bytes, source_prefix: int | None,
                 health: HealthSnapshot) -> Explanation:
         """Everything behind ``select`` for this client (not cached; not for the hot path)."""
+        if not isinstance(client, str):
+            client = format_addr(*parse_client(client))
         plan = self._plans.get(pool)
         if plan is None:
             sel = Selection.make("servfail", (), None, 0, 0, ())
@@ -220,8 +236,10 @@ class Selector:
                     wide, used = self._widen(plan, fam, cfam, addr, cell.scope,
                                              cell.answer.key, health)
                     if wide < cell.scope:
+                        lazy = " (select widens once a 2nd client hits the block)" \
+                            if self.lazy_widen else ""
                         notes.append(f"widened /{cell.scope} -> /{wide}: sibling blocks get "
-                                     f"the same answer ({used} lookups)")
+                                     f"the same answer (budget used {used}){lazy}")
                     scope = wide
         ans = cell.answer
         if ans.all_down:
@@ -262,29 +280,41 @@ class Selector:
         tables = self._blocks.get((pool, qtype, cfam))
         if tables is None:
             tables = self._blocks[(pool, qtype, cfam)] = []
+        widen = plan.widen and self.widen_budget > 0
         for shift, table in tables:
             hit = table.get(addr >> shift)
             if hit is not None and hit[0] == token:
-                return hit[1]
+                sel = hit[1]
+                if hit[2] and widen:
+                    # A second client in this block: it is popular, widening pays off.
+                    scope, _ = self._widen(plan, fam, cfam, addr, sel.scope, sel.key, health,
+                                           tables)
+                    if scope < sel.scope:
+                        sel = sel.with_scope(scope)
+                        self._store_block(tables, cfam, addr, sel, token, False)
+                    # the narrow block lies inside the wide one: it may answer with it
+                    table[addr >> shift] = (token, sel, False)
+                return sel
         cell = self._cell(plan, fam, cfam, addr, health)
         scope = cell.scope
-        if plan.widen and self.widen_budget > 0:
+        if widen and not self.lazy_widen:
             scope, _ = self._widen(plan, fam, cfam, addr, scope, cell.answer.key, health,
                                    tables)
         sel = cell.answer.selection(scope)
-        self._store_block(tables, cfam, addr, sel, token)
+        self._store_block(tables, cfam, addr, sel, token, widen and self.lazy_widen)
         return sel
 
-    def _store_block(self, tables: list[tuple[int, dict[int, _Entry]]], cfam: int, addr: int,
-                     sel: Selection, token: tuple[int, int]) -> None:
-        """Remember ``sel`` for every address of ``addr/sel.scope``."""
+    def _store_block(self, tables: list[tuple[int, dict[int, _Block]]], cfam: int, addr: int,
+                     sel: Selection, token: tuple[int, int], pending: bool) -> None:
+        """Remember ``sel`` for every address of ``addr/sel.scope``; ``pending``: not
+        widened yet (the next client landing in this block triggers it)."""
         if self._block_count >= self.cache_size:
             for other in self._blocks.values():
                 for _, table in other:
                     table.clear()
             self._block_count = 0
         shift = bits_of(cfam) - sel.scope
-        found: dict[int, _Entry] | None = next(
+        found: dict[int, _Block] | None = next(
             (t for tshift, t in tables if tshift == shift), None)
         if found is not None:
             table = found
@@ -292,7 +322,7 @@ class Selector:
             table = {}
             tables.append((shift, table))
             tables.sort(key=lambda t: t[0])  # longest scopes (most tables) first
-        table[addr >> shift] = (token, sel)
+        table[addr >> shift] = (token, sel, pending)
         self._block_count += 1
 
     def _lookup(self, cfam: int, addr: int) -> tuple[Location | None, int]:
@@ -373,10 +403,16 @@ class Selector:
         hit = self._rankings.get(key)
         if hit is not None:
             return hit
-        lat, lon = loc.lat, loc.lon
+        # haversine_km inlined with the POP side precomputed: this runs once per distinct
+        # client location, which a cold cache sees a lot of.
+        lat1, lon1 = math.radians(loc.lat), math.radians(loc.lon)
+        cos1 = math.cos(lat1)
+        sin, asin, sqrt = math.sin, math.asin, math.sqrt
         dist = sorted(
-            (haversine_km(lat, lon, plat, plon), i, name)
-            for i, (name, plat, plon) in enumerate(plan.coords)
+            (2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(
+                sin((plat - lat1) / 2) ** 2 + cos1 * pcos * sin((plon - lon1) / 2) ** 2))),
+             i, name)
+            for i, (name, plat, plon, pcos) in enumerate(plan.coords)
         )
         ranking = _Ranking("nearest by great-circle distance", tuple(n for _, _, n in dist),
                            tuple(d for d, _, _ in dist))
@@ -506,32 +542,49 @@ class Selector:
 
     def _widen(self, plan: _Plan, fam: int, cfam: int, addr: int, scope: int,
                key: Hashable, health: HealthSnapshot,
-               tables: list[tuple[int, dict[int, _Entry]]] | None = None) -> tuple[int, int]:
+               tables: list[tuple[int, dict[int, _Block]]] | None = None) -> tuple[int, int]:
         """Shorten ``scope`` while the sibling half of ``addr/scope`` provably gets ``key``.
 
-        Each step enumerates the sibling block cell by cell (a cell is uniform by
-        construction); any different answer, or running out of budget, stops.
-        Sibling cells are valid blocks too: they go into ``tables`` (the block cache).
-        Returns (scope, lookups used).
+        Without ``nets`` of this family a cell is exactly an mmdb network, so the sibling
+        block is checked by enumerating its networks straight from the search tree (one
+        budget unit each).  Otherwise it is enumerated cell by cell with full lookups
+        (LOOKUP_COST units each; those cells go into the block cache ``tables``).  Any
+        different answer, or running out of budget, stops.  Returns (scope, units used).
         """
         bits = bits_of(cfam)
         budget = self.widen_budget
         used = 0
+        geo = self.geo
+        path = geo.tree_path(cfam, addr) if geo is not None and plan.tries[cfam].size == 0 \
+            else None
         while scope > 0:
             shift = bits - scope
             start = ((addr >> shift) ^ 1) << shift
+            if path is not None:
+                assert geo is not None
+                nets = geo.sibling_networks(cfam, addr, path, scope, budget - used)
+                if nets is None:
+                    break
+                used += len(nets)
+                ranking_of = (self._geo_ranking if plan.strategy == "geo"
+                              else self._nearest_ranking)
+                if any(self._answer(plan, fam, ranking_of(plan, loc), health).key != key
+                       for _, _, loc in nets):
+                    break
+                scope -= 1
+                continue
             end = start + (1 << shift)
             x = start
             ok = True
             while x < end:
-                if used >= budget:
+                if used + LOOKUP_COST > budget:
                     ok = False
                     break
-                used += 1
+                used += LOOKUP_COST
                 cell = self._cell(plan, fam, cfam, x, health)
                 if tables is not None:
                     self._store_block(tables, cfam, x, cell.answer.selection(cell.scope),
-                                      health.cache_token)
+                                      health.cache_token, False)
                 if cell.answer.key != key:
                     ok = False
                     break

@@ -44,6 +44,11 @@ def test_explain_geo_rule_health_and_answer(tiny_db: GeoDB) -> None:
     assert any(line.startswith("note: ttl_on_failure: passed over fra") for line in lines)
 
 
+def test_explain_accepts_packed_clients(tiny_db: GeoDB) -> None:
+    e = _selector(tiny_db).explain("geo", A, bytes([2, 1, 1, 1]), 24, HealthSnapshot.all_up())
+    assert e.client == "2.1.1.1" and e.rule == "continent.EU"
+
+
 def test_explain_nets_and_scope_reason(tiny_db: GeoDB) -> None:
     e = _selector(tiny_db).explain("geo", A, "1.2.3.4", None, HealthSnapshot.all_up())
     assert e.rule == 'nets."1.2.3.0/24"'

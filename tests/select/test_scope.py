@@ -99,7 +99,8 @@ def _samples(addr: str, scope: int, rnd: random.Random, config: Config) -> list[
 def _check(db: GeoDB, pool: str, qtype: int, client: str, source: int | None,
            overrides: dict[str, State], budget: int, seed: int) -> None:
     health = HealthSnapshot.build(overrides=_keys(overrides), generation=3)
-    sel = Selector(CONFIG, db, widen_budget=budget).select(pool, qtype, client, source, health)
+    sel = Selector(CONFIG, db, widen_budget=budget, lazy_widen=False).select(
+        pool, qtype, client, source, health)
     addr = ipaddress.ip_address(client)
     if source is not None:  # the selection is for the masked address
         addr = ipaddress.ip_network(f"{client}/{source}", strict=False).network_address
@@ -150,7 +151,7 @@ def nets_tables(draw: st.DrawFn) -> dict[str, list[str]]:
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(nets=nets_tables(), offset=st.integers(0, 8191), overrides=healths,
-       budget=st.sampled_from([0, 6]), seed=st.integers(0, 2**32))
+       budget=st.sampled_from([0, 48]), seed=st.integers(0, 2**32))
 def test_random_nets_never_leak_across_scope(real_db: GeoDB, nets: dict[str, list[str]],
                                              offset: int, overrides: dict[str, State],
                                              budget: int, seed: int) -> None:
@@ -165,7 +166,8 @@ def test_random_nets_never_leak_across_scope(real_db: GeoDB, nets: dict[str, lis
     """)
     health = HealthSnapshot.build(overrides=_keys(overrides), generation=1)
     client = str(ipaddress.IPv4Address(int(ipaddress.IPv4Address("81.2.60.0")) + offset))
-    sel = Selector(cfg, real_db, widen_budget=budget).select("g", 1, client, None, health)
+    sel = Selector(cfg, real_db, widen_budget=budget, lazy_widen=False).select(
+        "g", 1, client, None, health)
     for other in _samples(client, sel.scope, random.Random(seed), cfg):
         got = Selector(cfg, real_db, widen_budget=0).select("g", 1, other, None, health)
         assert got.key == sel.key, (client, sel.scope, other, nets)
@@ -178,3 +180,20 @@ def test_scope_prefix_is_relative_to_the_family(real_db: GeoDB) -> None:
     for c in ("81.2.69.0", "8.8.8.8", "1.1.1.1", "93.184.216.34"):
         assert 0 < s.select("near", 1, c, 24, up).scope <= 32
     assert s.select("near", 28, "2a02:2e0::1", 56, up).scope == 29  # 2a02:2e0::/29
+
+
+def test_lazy_widening_keeps_blocks_sound(real_db: GeoDB) -> None:
+    """The default (lazy) selector: first client narrow, a second client in the block
+    widens it; every Selection returned along the way is sound."""
+    up = HealthSnapshot.all_up()
+    s = Selector(CONFIG, real_db)
+    rnd = random.Random(11)
+    for _ in range(60):
+        base = rnd.getrandbits(24) << 8
+        first = s.select("near", 1, str(ipaddress.IPv4Address(base)), 24, up)
+        again = s.select("near", 1, str(ipaddress.IPv4Address(base + 256)), 24, up)
+        assert again.key == first.key or first.scope == 24
+        for sel, addr in ((first, base), (again, base + 256)):
+            for other in _samples(str(ipaddress.IPv4Address(addr)), sel.scope, rnd, CONFIG):
+                cold = Selector(CONFIG, real_db, widen_budget=0)
+                assert cold.select("near", 1, other, None, up).key == sel.key

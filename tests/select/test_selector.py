@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 import time
 from typing import Any, cast
 
 import pytest
 
 from geodns.config import load_config
-from geodns.geo import GeoDB
+from geodns.geo import GeoDB, Location, haversine_km
 from geodns.health.snapshot import HealthSnapshot, State
 from geodns.select.selector import Selector
 from tests.select.conftest import make_config
@@ -307,6 +308,19 @@ def test_weighted_single_pop_is_untailored(tiny_db: GeoDB) -> None:
         "addresses", ("192.0.2.20",), 60, 0)
 
 
+def test_nearest_distances_are_great_circle(tiny_db: GeoDB) -> None:
+    s = Selector(make_config(NEAREST_POOLS), tiny_db)
+    plan = s._plans["near"]
+    rnd = random.Random(3)
+    for _ in range(200):
+        lat, lon = rnd.uniform(-90, 90), rnd.uniform(-180, 180)
+        r = s._nearest_ranking(plan, Location(lat=lat, lon=lon))
+        assert r.distances is not None and list(r.distances) == sorted(r.distances)
+        for name, d in zip(r.pops, r.distances, strict=True):
+            pop = s.config.pops[name]
+            assert abs(d - haversine_km(lat, lon, pop.lat, pop.lon)) < 1e-6
+
+
 CNAME_POPS = """
 [pops.e1]
 lat = 50.1
@@ -480,8 +494,15 @@ def test_shipped_www_scope_for_london(real_db: GeoDB) -> None:
     cfg = load_config(__import__("tests.util", fromlist=["REPO_ROOT"]).REPO_ROOT / "geodns.toml")
     exact = Selector(cfg, real_db, widen_budget=0).select("www", A, "81.2.69.0", 24, UP)
     assert exact.scope == 23  # the GeoLite2 network 81.2.68.0/23, relative to IPv4
-    wide = Selector(cfg, real_db, widen_budget=64).select("www", A, "81.2.69.0", 24, UP)
-    assert wide.key == exact.key and wide.scope <= 23
+    eager = Selector(cfg, real_db, widen_budget=64, lazy_widen=False)
+    wide = eager.select("www", A, "81.2.69.0", 24, UP)
+    assert wide.key == exact.key and wide.scope < 23  # neighbours also go to fra
+    # lazily: the first client gets the network, the next one in it the widened block
+    lazy = Selector(cfg, real_db, widen_budget=64)
+    assert lazy.select("www", A, "81.2.69.0", 24, UP).scope == 23
+    assert lazy.select("www", A, "81.2.68.0", 24, UP).scope == wide.scope
+    assert lazy.select("www", A, "81.2.69.0", 24, UP).scope == 23  # exact cache
+    assert lazy.select("www", A, "81.2.69.128", 25, UP).scope == wide.scope
 
 
 def test_hot_path_is_fast_on_a_cache_hit(shipped: Selector) -> None:
