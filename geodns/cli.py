@@ -182,7 +182,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         h = config.server.http
         http = (h.host, h.port) if h is not None else None
     opts = ServeOptions(zones_dir=zones_dir, listen=listen, config_path=args.config,
-                        http=http, http_token=getattr(config.server, "http_token", None),
+                        http=http, http_token=config.server.http_token,
                         udp_size=args.udp_size or config.server.udp_size, tcp=tcp,
                         watch_interval=args.watch_interval)
     try:

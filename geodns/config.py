@@ -91,6 +91,7 @@ class ServerConfig:
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 1000
     http: HostPort | None = _DEFAULT_HTTP  # None: control listener disabled
+    http_token: str | None = None  # bearer token; required for a non-loopback listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,17 @@ class ExplainConfig:
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
         return any(ip.version == net.version and ip in net for net in self.allow)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLogConfig:
+    """``[querylog]``: optional JSON-lines query log (None path: off)."""
+
+    path: Path | None = None
+    sample: float = 1.0
+    max_bytes: int = 100 * 1024 * 1024
+    keep: int = 5
+    queue: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +234,7 @@ class Config:
     pools: Mapping[str, Pool]
     checks: Mapping[str, Check]
     source: Path | None = None
+    querylog: QueryLogConfig = field(default_factory=QueryLogConfig)
 
     @classmethod
     def default(cls) -> Config:
@@ -602,9 +615,11 @@ class _Validator:
 
 # --------------------------------------------------------------------------- sections
 
-_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "pops", "pools", "checks")
+_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "pops", "pools",
+                    "checks")
 _SERVER_KEYS: Final = (
     "listen", "zones", "udp_size", "tcp_idle_timeout", "tcp_max_connections", "http",
+    "http_token",
 )
 _POP_KEYS: Final = ("lat", "lon", "ipv4", "ipv6", "cname", "weight", "health", "capacity")
 _POOL_COMMON: Final = ("strategy", "ttl", "ttl_on_failure", "answers", "all_down", "pops")
@@ -662,7 +677,12 @@ def _server(v: _Validator, raw: object) -> ServerConfig:
         except ValueError:
             v.error((*path, "http"),
                     f"expected \"addr:port\" or \"[v6addr]:port\" (\"\" disables), got {hv!r}")
+    token = v.string(tbl, "http_token", path, None)
+    if token == "":
+        v.error((*path, "http_token"), "must not be empty (leave it out for no token)")
+        token = None
     return ServerConfig(
+        http_token=token,
         listen=listen,
         zones=zones,
         udp_size=udp if udp is not None else d.udp_size,
@@ -713,6 +733,26 @@ def _admin(v: _Validator, raw: object) -> AdminConfig:
         return AdminConfig()
     v.keys(tbl, path, ("state_file",))
     return AdminConfig(state_file=v.path_value(tbl, "state_file", path))
+
+
+def _querylog(v: _Validator, raw: object) -> QueryLogConfig:
+    d = QueryLogConfig()
+    path: KeyPath = ("querylog",)
+    tbl = v.table(raw, path)
+    if tbl is None:
+        return d
+    v.keys(tbl, path, ("path", "sample", "max_bytes", "keep", "queue"))
+    sample = v.number(tbl, "sample", path, d.sample, 0, 1)
+    max_bytes = v.number(tbl, "max_bytes", path, d.max_bytes, 0, 2**50, integer=True)
+    keep = v.number(tbl, "keep", path, d.keep, 1, 1000, integer=True)
+    queue = v.number(tbl, "queue", path, d.queue, 1, 10**7, integer=True)
+    return QueryLogConfig(
+        path=v.path_value(tbl, "path", path),
+        sample=float(sample) if sample is not None else d.sample,
+        max_bytes=max_bytes if max_bytes is not None else d.max_bytes,
+        keep=keep if keep is not None else d.keep,
+        queue=queue if queue is not None else d.queue,
+    )
 
 
 def _cidr(v: _Validator, path: KeyPath, text: str) -> IPNetwork | None:
@@ -1140,6 +1180,7 @@ def parse_config(text: str, path: str | Path) -> Config:
         default_geoip_database())
     explain = _explain(v, data["explain"]) if "explain" in data else ExplainConfig()
     admin = _admin(v, data["admin"]) if "admin" in data else AdminConfig()
+    querylog = _querylog(v, data["querylog"]) if "querylog" in data else QueryLogConfig()
 
     checks: dict[str, Check] = {}
     raw_checks = v.table(data.get("checks", {}), ("checks",)) or {}
@@ -1167,7 +1208,7 @@ def parse_config(text: str, path: str | Path) -> Config:
         server=server, geoip=geoip, explain=explain, admin=admin,
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
-        source=Path(path),
+        source=Path(path), querylog=querylog,
     )
 
 

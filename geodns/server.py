@@ -22,6 +22,7 @@ from geodns.listeners.udp import UDPProtocol
 from geodns.ops.backend import ServerBackend
 from geodns.ops.control import start_control, stop_control
 from geodns.ops.metrics import Metrics
+from geodns.ops.querylog import QueryLog
 from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
@@ -121,8 +122,12 @@ class Server:
         self.monitor = HealthMonitor(self.config, on_change=self._health_changed)
         self.health.snapshot = self.monitor.snapshot
         self.metrics = Metrics()
+        ql = self.config.querylog
+        self.qlog = QueryLog(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
+                             queue_size=ql.queue, metrics=self.metrics) if ql.path else None
         self.handler = Handler(self.make_state(store, self.runtime),
-                               on_answer=self.metrics.on_answer, metrics=self.metrics)
+                               on_answer=self.metrics.on_answer, metrics=self.metrics,
+                               qlog=self.qlog)
         self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
         self.backend = ServerBackend(self, self.metrics, self.monitor)
         self.control: web.AppRunner | None = None
@@ -264,6 +269,9 @@ class Server:
             loop.add_signal_handler(sig, self.stopping.set)
         watcher = loop.create_task(self.watch())
         await self.monitor.start()
+        if self.qlog is not None:
+            await self.qlog.start()
+            log.info("query log: %s (sample %s)", self.qlog.path, self.qlog.sample_rate)
         http = self.opts.http
         if http is not None:
             self.control = await start_control(self.backend, http[0], http[1],
@@ -274,6 +282,8 @@ class Server:
         await self.monitor.stop()
         if self.control is not None:
             await stop_control(self.control)
+        if self.qlog is not None:
+            await self.qlog.stop()
         await self.close()
 
     async def close(self) -> None:
