@@ -7,7 +7,7 @@ DEB_CMDS := dig knotd dnsperf nsd chromium
 CONFIG ?= geodns.toml
 LISTEN ?= --listen 127.0.0.1:5353 --listen [::1]:5353
 
-.PHONY: run demo test venv deps-test debs lint bench clean
+.PHONY: run demo test venv deps-test debs lint bench bench-debs clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -52,8 +52,21 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check geodns tests tools tools/bench tools/demo
 	$(BIN)/mypy
 
-bench: $(VENV)/.installed debs
-	$(BIN)/python tools/bench
+# Reference servers for the geo benchmark (tools/bench --geo).
+BENCH_DEB_PKGS := gdnsd pdns-server pdns-backend-geoip
+
+bench-debs: debs
+	@if ! command -v gdnsd >/dev/null 2>&1 || ! command -v pdns_server >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEB_PKGS) >/dev/null; \
+	    systemctl stop gdnsd pdns 2>/dev/null || true; \
+	  else echo "not root: cannot install $(BENCH_DEB_PKGS)"; fi; \
+	fi
+
+# Plain run (geodns vs NSD and Knot) then the geo run (geodns vs gdnsd and PowerDNS).
+bench: $(VENV)/.installed bench-debs
+	$(BIN)/python tools/bench --servers geodns,nsd,knot --rounds 3
+	$(BIN)/python tools/bench --geo --rounds 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info
