@@ -55,6 +55,8 @@ class Template:
         self.rendered: dict[Any, Rendered] = {}
 
 
+PacketEntry = tuple[bytes, int, int, "str | None", "Selection | None"]
+PACKET_CACHE_LIMIT = 200_000
 ExplainFn = Callable[[str, int, "str | bytes", "int | None"], list[str]]
 EXPLAIN_LABEL = b"\x08_explain"
 
@@ -71,6 +73,10 @@ class State:
         self.explain = explain
         self.explain_allowed = explain_allowed
         self.cache: dict[bytes, Rendered | Template] = {}
+        # Packet cache: query bytes after the ID -> (response after the ID, qtype, rcode,
+        # pool, selection). Identical bytes (incl. ECS, payload size, RD, 0x20 case) give an
+        # identical answer while this State and the health snapshot stand.
+        self.packets: tuple[dict[bytes, PacketEntry], dict[bytes, PacketEntry]] = ({}, {})
         self.opt_plain = (opt_record(udp_size, False), opt_record(udp_size, True))
         self.hits = 0
         self.misses = 0
@@ -91,12 +97,19 @@ class Handler:
         self.on_answer = on_answer
         self.metrics = metrics
         self.qlog = qlog
-        self._sel: tuple[str, Selection, int] | None = None  # last DYNA decision, for the log
+        self._sel: tuple[str, Selection, int] | None = None  # last DYNA decision
+        self._cacheable = False  # may the answer being built go to the packet cache?
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         st = self.state
         qlog = self.qlog
+        if qlog is None:
+            hit = st.packets[tcp].get(data[2:])
+            if hit is not None:
+                return self._replay(st, data, hit, tcp)
         t0 = perf_counter() if qlog is not None else 0.0
+        self._sel = None
+        self._cacheable = True
         try:
             q = wd.decode(data)
             if q is None:
@@ -109,12 +122,37 @@ class Handler:
         except Exception:
             log.exception("handler failure for query %r", data[:64])
             resp = error_response(q, dns.rcode.SERVFAIL, st.udp_size)
+            self._cacheable = False
         m = self.metrics
+        rcode = resp[3] & 15
         if m is not None:
-            m.queries[("tcp" if tcp else "udp", q.qtype, resp[3] & 15)] += 1
+            m.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
         if qlog is not None:
             self._log(qlog, q, client, resp, t0)
+        elif self._cacheable and not q.error:
+            packets = st.packets[tcp]
+            if len(packets) >= PACKET_CACHE_LIMIT:
+                packets.clear()
+            sel = self._sel
+            packets[data[2:]] = (resp[2:], q.qtype, rcode, sel[0] if sel else None,
+                                 sel[1] if sel else None)
         return resp
+
+    def _replay(self, st: State, data: bytes, hit: PacketEntry, tcp: bool) -> bytes:
+        """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
+        tail, qtype, rcode, pool, sel = hit
+        st.hits += 1
+        m = self.metrics
+        if m is not None:
+            m.queries[("tcp" if tcp else "udp", qtype, rcode)] += 1
+        if sel is not None and self.on_answer is not None:
+            self.on_answer(pool, sel)  # type: ignore[arg-type]
+        return data[:2] + tail
+
+    def health_changed(self) -> None:
+        """Cached packets for steered names may now be wrong: forget them all."""
+        for packets in self.state.packets:
+            packets.clear()
 
     def _log(self, qlog: QueryLog, q: wd.Query, client: str, resp: bytes, t0: float) -> None:
         sel, self._sel = self._sel, None
@@ -135,6 +173,7 @@ class Handler:
         if qtype == T.TXT and q.qname.startswith(EXPLAIN_LABEL) and st.explain is not None \
                 and st.explain_allowed is not None and st.explain_allowed(client):
             r_explain = self._explain(st, q, client)
+            self._cacheable = False
             if r_explain is not None:
                 return self._finish(st, q, r_explain, 0, tcp)
         key = q.qname + qtype.to_bytes(2, "big")
@@ -182,6 +221,7 @@ class Handler:
             sel = st.select(t.pool, q.qtype, q.ecs_addr, q.ecs_source)
         else:
             sel = st.select(t.pool, q.qtype, client, None)
+            self._cacheable = False  # depends on the source address, not on the bytes
         r = t.rendered.get(sel.key)
         if r is None:
             r = _render_selection(t, q.qtype, sel)
@@ -190,8 +230,7 @@ class Handler:
             t.rendered[sel.key] = r
         if self.on_answer is not None:
             self.on_answer(t.pool, sel)
-        if self.qlog is not None:
-            self._sel = (t.pool, sel, sel.scope)
+        self._sel = (t.pool, sel, sel.scope)
         return r, sel.scope
 
 

@@ -150,6 +150,7 @@ class Server:
         # The selector keys its decisions on the snapshot's cache token and rendered
         # answers on the selection itself, so publishing is all it takes.
         self.health.snapshot = snapshot
+        self.handler.health_changed()
         self.backend.on_health(snapshot)
 
     def _install(self, state: State) -> None:
