@@ -99,14 +99,14 @@ def test_metrics_status_override_and_query_log(server) -> None:  # type: ignore[
 
     # Query log lines arrive asynchronously.
     deadline = time.monotonic() + 5
-    lines: list[dict] = []
+    steered: list[dict] = []
     while time.monotonic() < deadline:
         if server.qlog.exists():
             lines = [json.loads(x) for x in server.qlog.read_text().splitlines()]
-            if len(lines) >= 4:
+            steered = [x for x in lines if x["qname"] == "www.example.com."]
+            if len(steered) >= 4:
                 break
         time.sleep(0.1)
-    steered = [x for x in lines if x["qname"] == "www.example.com."]
     assert steered and steered[0]["pool"] == "www" and steered[0]["pop"] == "fra"
     assert steered[0]["ecs"] == "81.2.69.0/24" and steered[0]["ttl"] == 60
     assert [x["pop"] for x in steered] == ["fra", "fra", "iad", "fra"]
