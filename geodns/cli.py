@@ -8,6 +8,7 @@ import ipaddress
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 
 import dns.exception
@@ -15,8 +16,10 @@ import dns.name
 import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
+from geodns.health.overrides import OverrideRule, parse_overrides, resolve
+from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
-from geodns.runtime import Runtime, cross_check
+from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, read_zone_dir
@@ -59,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="client address or ECS prefix, e.g. 81.2.69.160 or 81.2.69.0/24")
     e.add_argument("--config", help="geodns.toml (default ./geodns.toml if present)")
     e.add_argument("--zones", help="zone files directory (default from the config)")
+    e.add_argument("--down", action="append", default=[], metavar="POP",
+                   help="treat this POP (or POP/ADDRESS) as down: what-if, repeatable")
     return p
 
 
@@ -136,11 +141,35 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"{name} {args.type.upper()}: not a steered (DYNA) name; every client gets the "
               "same static answer (ECS scope 0)")
         return 0
-    runtime = Runtime.load(config)
+    try:
+        snapshot = _offline_health(config, args.down)
+    except ValueError as exc:
+        print(f"geodns explain: {exc}", file=sys.stderr)
+        return 1
+    runtime = Runtime.load(config, HealthHolder(snapshot))
     for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
-                                         runtime.health.snapshot).lines():
+                                         snapshot).lines():
         print(line)
+    print("health: checks are not run offline (real state shown as up); forced states come "
+          "from the admin-state file" + (" and --down" if args.down else ""))
     return 0
+
+
+def _offline_health(config: Config, down: list[str]) -> HealthSnapshot:
+    """What explain can know without the server: admin overrides and what-if downs."""
+    now = time.time()
+    rules: list[OverrideRule] = []
+    path = config.admin.state_file
+    if path is not None and path.exists():
+        rules, _ = parse_overrides(path.read_text(), str(path), base_time=path.stat().st_mtime)
+    forced = resolve(rules, config.pops, now)
+    for target in down:
+        rule_list, _ = parse_overrides(f"{target} down", "--down", base_time=now)
+        matched = resolve(rule_list, config.pops, now)
+        if not matched:
+            raise ValueError(f"--down {target}: matches no POP or address")
+        forced.update(matched)
+    return HealthSnapshot.build(overrides=forced)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
