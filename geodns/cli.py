@@ -19,6 +19,7 @@ from geodns.config import Config, ConfigError, load_config
 from geodns.health.overrides import OverrideRule, parse_overrides, resolve
 from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
+from geodns.ops.control import is_loopback
 from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.zones.load import ZoneFileError
@@ -210,6 +211,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         h = config.server.http
         http = (h.host, h.port) if h is not None else None
+    if http is not None and not is_loopback(http[0]) and not config.server.http_token:
+        print(f"geodns: the control API on {http[0]} is not loopback: set [server] http_token "
+              "in the config (or use --http 127.0.0.1:8053, or --http off)", file=sys.stderr)
+        return 1
     opts = ServeOptions(zones_dir=zones_dir, listen=listen, config_path=args.config,
                         http=http, http_token=config.server.http_token,
                         udp_size=args.udp_size or config.server.udp_size, tcp=tcp,
