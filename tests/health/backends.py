@@ -42,7 +42,8 @@ def run_async(coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
 
 
 def free_tcp_port(host: str = HOST) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
 
