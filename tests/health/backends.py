@@ -66,7 +66,7 @@ class HttpBackend:
         self.host = host
         self.port = port or free_tcp_port(host)
         self.ssl_context = ssl_context
-        self.mode = "ok"  # ok | 500 | wrong body | hang
+        self.mode = "ok"  # ok | 500 | wrong body | hang | alternate (ok, 500, ok, ...)
         self.requests = 0
         self.seen: list[tuple[str, str, str | None]] = []  # (method, path, Host)
         self._release = asyncio.Event()
@@ -78,6 +78,8 @@ class HttpBackend:
         self.seen.append((request.method, request.path, request.headers.get("Host")))
         if self.mode == "hang":
             await self._release.wait()
+        if self.mode == "alternate" and self.requests % 2 == 0:
+            return web.Response(status=500, text="flapping")
         if self.mode == "500":
             return web.Response(status=500, text="internal error")
         if self.mode == "wrong body":
