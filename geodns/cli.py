@@ -20,7 +20,7 @@ from geodns.health.overrides import OverrideRule, parse_overrides, resolve
 from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
 from geodns.ops.control import is_loopback
-from geodns.runtime import HealthHolder, Runtime, cross_check
+from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, read_zone_dir
@@ -99,6 +99,8 @@ def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
         problems += exc.problems
     if store is not None and not problems:
         problems += cross_check(store, config)
+    if not problems:
+        problems += geoip_problems(config)
     if problems or store is None:
         raise ZoneFileError(problems)
     return config, store

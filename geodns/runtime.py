@@ -66,3 +66,33 @@ def cross_check(store: ZoneStore, config: Config) -> list[str]:
                 problems.append(f"{file}:{line}: DYNA at {owner} names unknown pool "
                                 f"{pool!r} (pools: {known})")
     return problems
+
+
+def geoip_problems(config: Config) -> list[str]:
+    """The GeoIP database must open when some pool needs it; say where it is configured."""
+    if not config.pools:
+        return []
+    path = config.geoip.database
+    try:
+        GeoDB.open(path).close()
+    except Exception as exc:  # maxminddb raises InvalidDatabaseError, OSError, ValueError
+        return [f"{_geoip_where(config)}: geoip.database: cannot open {path}: {exc}"]
+    return []
+
+
+def _geoip_where(config: Config) -> str:
+    """`file:line` of the database key (or of [geoip]); the default db has no line."""
+    source = config.source
+    if source is None:
+        return "<default config>:0"
+    try:
+        lines = source.read_text().splitlines()
+    except OSError:
+        return f"{source}:0"
+    for i, line in enumerate(lines, 1):
+        if line.strip().startswith("database"):
+            return f"{source}:{i}"
+    for i, line in enumerate(lines, 1):
+        if line.strip() == "[geoip]":
+            return f"{source}:{i}"
+    return f"{source}:0"

@@ -23,7 +23,7 @@ from geodns.ops.backend import ServerBackend
 from geodns.ops.control import start_control, stop_control
 from geodns.ops.metrics import Metrics
 from geodns.ops.querylog import QueryLog
-from geodns.runtime import HealthHolder, Runtime, cross_check
+from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
 
@@ -199,6 +199,10 @@ class Server:
                 texts = await read_texts(self.opts.zones_dir)
                 store = await loop.run_in_executor(None, build_store, texts)
                 problems = cross_check(store, config)
+                if not problems and (config.pools and (
+                        self.runtime.geo is None or self.runtime.geo.changed()
+                        or self.runtime.geo.path != config.geoip.database)):
+                    problems = await loop.run_in_executor(None, geoip_problems, config)
                 if problems:
                     raise ZoneFileError(problems)
                 runtime = await loop.run_in_executor(None, self._new_runtime, config)
@@ -211,10 +215,11 @@ class Server:
                           reason)
                 self.backend.on_reloaded(False)
                 return False
-            except OSError as exc:
+            except Exception as exc:  # e.g. an unreadable or corrupt GeoIP database
                 self.reloads_failed += 1
-                self.last_reload_error = [str(exc)]
-                log.error("reload (%s) failed: %s; still serving the previous state", reason, exc)
+                self.last_reload_error = [f"{type(exc).__name__}: {exc}"]
+                log.error("reload (%s) failed: %s: %s; still serving the previous zones and "
+                          "config", reason, type(exc).__name__, exc)
                 self.backend.on_reloaded(False)
                 return False
             self.config, self.runtime = config, runtime
@@ -249,17 +254,23 @@ class Server:
         pending: dict[str, tuple[int, int, int]] | None = None
         while not self.stopping.is_set():
             await asyncio.sleep(interval)
-            now = _fingerprint(self._watched())
-            if now == seen:
-                pending = None
-                continue
-            if pending != now:  # still changing: wait for it to settle
-                pending = now
-                continue
-            seen = now
-            pending = None
-            await self.reload("files changed")
-            seen = _fingerprint(self._watched())
+            try:
+                seen, pending = await self._watch_step(seen, pending)
+            except Exception:  # the watcher must outlive any one bad change
+                log.exception("file watcher error; still watching")
+
+    async def _watch_step(
+        self, seen: dict[str, tuple[int, int, int]],
+        pending: dict[str, tuple[int, int, int]] | None,
+    ) -> tuple[dict[str, tuple[int, int, int]], dict[str, tuple[int, int, int]] | None]:
+        """One poll: returns the new (seen, pending) fingerprints."""
+        now = _fingerprint(self._watched())
+        if now == seen:
+            return seen, None
+        if pending != now:  # still changing: wait for it to settle
+            return seen, now
+        await self.reload("files changed")
+        return _fingerprint(self._watched()), None
 
     async def run(self) -> None:
         await self.start()
