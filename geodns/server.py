@@ -222,6 +222,9 @@ class Server:
                           "config", reason, type(exc).__name__, exc)
                 self.backend.on_reloaded(False)
                 return False
+            if config.server != self.config.server:
+                log.warning("reload: [server] settings (listeners, sizes, control API) changed; "
+                            "they take effect at the next restart")
             self.config, self.runtime = config, runtime
             self._install(self.make_state(store, runtime))
             self.monitor.update_config(config)
