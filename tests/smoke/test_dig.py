@@ -402,3 +402,31 @@ def test_small_client_payload_treated_as_512(bigzone, name, tc):
     assert ("tc" in r.flags) is tc, r.text
     if not tc:
         assert r.counts["ANSWER"] == 15, r.text
+
+
+# --------------------------------------------------------------------------- steered names
+
+
+@pytest.mark.parametrize(("subnet", "expected"), [
+    ("81.2.69.0/24", "192.0.2.20"),  # London: fra (the README's example)
+    ("1.1.1.0/24", "192.0.2.50"),  # Australia: syd
+    ("200.160.0.0/24", "192.0.2.40"),  # Brazil: gru
+    ("8.8.8.0/24", "192.0.2.10"),  # United States: iad
+])
+def test_steered_www_by_subnet(example, subnet: str, expected: str) -> None:  # type: ignore[no-untyped-def]
+    r = dig(example.port, "www.example.com", f"+subnet={subnet}")
+    _ok(r)
+    assert r.status == "NOERROR" and "aa" in r.flags
+    assert [rr[-1] for rr in r.rrs()] == [expected]
+    # ECS echoed with family, source and address unchanged and a tailored scope
+    ecs = [o for o in r.options if o.startswith("CLIENT-SUBNET:")]
+    assert len(ecs) == 1
+    echoed, scope = ecs[0].split()[-1].rsplit("/", 1)
+    assert echoed == subnet and int(scope) > 0
+
+
+def test_steered_api_by_continent_and_aaaa(example) -> None:  # type: ignore[no-untyped-def]
+    assert dig_short(example.port, "api.example.com", "+subnet=81.2.69.0/24") == ["192.0.2.20"]
+    assert dig_short(example.port, "api.example.com", "AAAA",
+                     "+subnet=1.1.1.0/24") == ["2001:db8:50::1"]
+    assert dig(example.port, "www.example.com", "MX").status == "NOERROR"  # NODATA
