@@ -6,6 +6,7 @@ query, so a reload or health change (a new State or generation) is atomic.
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Callable
 from time import perf_counter
@@ -24,6 +25,7 @@ from geodns.select.types import Selection
 from geodns.wire import decode as wd
 from geodns.wire.encode import (
     AA,
+    QR,
     Rendered,
     ecs_option,
     error_response,
@@ -73,6 +75,7 @@ class State:
         self.explain = explain
         self.explain_allowed = explain_allowed
         self.cache: dict[bytes, Rendered | Template] = {}
+        self.negative_bodies: dict[int, bytes] = {}  # id(zone SOA RRset) -> uncompressed wire
         # Packet cache: query bytes after the ID -> (response after the ID, qtype, rcode,
         # pool, selection). Identical bytes (incl. ECS, payload size, RD, 0x20 case) give an
         # identical answer while this State and the health snapshot stand.
@@ -210,6 +213,16 @@ class Handler:
         answer = st.store.lookup(qname, q.qtype)
         if answer.dynamic is not None:
             return Template(qname, answer)
+        if not answer.answer and not answer.additional and len(answer.authority) == 1:
+            # NXDOMAIN/NODATA: only the zone's SOA, rendered once per zone without name
+            # compression so the bytes fit after any question (random-name floods).
+            soa = answer.authority[0]
+            body = st.negative_bodies.get(id(soa))
+            if body is None:
+                f = io.BytesIO()
+                soa.to_wire(f)
+                body = st.negative_bodies[id(soa)] = f.getvalue()
+            return Rendered(QR | (AA if answer.aa else 0) | answer.rcode, 0, 1, 0, body)
         return _render_answer(qname, q.qtype, answer)
 
     def _dynamic(self, st: State, q: wd.Query, t: Template,
