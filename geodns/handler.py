@@ -209,7 +209,7 @@ class Handler:
         return resp
 
     def _build(self, st: State, q: wd.Query) -> Rendered | Template:
-        qname = dns.name.from_wire(q.qname, 0)[0]
+        qname = wire_name(q.qname)
         answer = st.store.lookup(qname, q.qtype)
         if answer.dynamic is not None:
             return Template(qname, answer)
@@ -249,7 +249,7 @@ class Handler:
 
     def _explain(self, st: State, q: wd.Query, client: str) -> Rendered | None:
         """`_explain.<name> TXT`: why this client gets what it gets (opt-in, allow-listed)."""
-        qname = dns.name.from_wire(q.qname, 0)[0]
+        qname = wire_name(q.qname)
         target = qname.parent()
         answer = st.store.lookup(target, T.A)
         if answer.dynamic is None:
@@ -264,6 +264,19 @@ class Handler:
         quoted = ['"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in texts]
         rrset = dns.rrset.from_text_list(qname, 0, "IN", "TXT", quoted)
         return render(qname, T.TXT, dns.rdataclass.IN, AA, [rrset], (), ())
+
+
+def wire_name(wire: bytes) -> dns.name.Name:
+    """A Name from the decoder's already validated, uncompressed question name."""
+    labels = []
+    i = 0
+    n = wire[0]
+    while n:
+        labels.append(wire[i + 1:i + 1 + n])
+        i += n + 1
+        n = wire[i]
+    labels.append(b"")
+    return dns.name.Name(labels)
 
 
 def _render_answer(qname: dns.name.Name, qtype: int, a: Answer) -> Rendered:

@@ -16,7 +16,7 @@ import dns.rrset
 from dns.rdatatype import RdataType as T
 
 from geodns.zones.load import ZoneFileError, is_zone_file, read_records
-from geodns.zones.zone import Kind, Zone
+from geodns.zones.zone import Kind, Zone, name_key
 
 MAX_CHAIN = 12  # CNAME hops followed before we stop (loop-safe)
 
@@ -47,13 +47,15 @@ class ZoneStore:
 
     def __init__(self, zones: Iterable[Zone]) -> None:
         self.zones: dict[dns.name.Name, Zone] = {z.origin: z for z in zones}
+        self._by_key = {name_key(z.origin): z for z in self.zones.values()}
 
     def zone_for(self, qname: dns.name.Name, qtype: int = 0) -> Zone | None:
-        labels = qname.labels
-        for i in range(len(labels)):
-            zone = self.zones.get(dns.name.Name(labels[i:]))
+        key = name_key(qname)
+        by_key = self._by_key
+        for i in range(len(key)):
+            zone = by_key.get(key[i:])
             if zone is not None:
-                if qtype == T.DS and i == 0 and len(labels) > 1:
+                if qtype == T.DS and i == 0 and len(key) > 1:
                     parent = self.zone_for(qname.parent())
                     if parent is not None:
                         return parent  # DS lives in the parent side of the cut

@@ -42,6 +42,12 @@ class Step:
 
 
 Node = dict[int, dns.rrset.RRset]
+NameKey = tuple[bytes, ...]
+
+
+def name_key(name: dns.name.Name) -> NameKey:
+    """Lowercased labels: a cheap, case-insensitive dictionary key for a name."""
+    return tuple(label.lower() for label in name.labels)
 
 
 class Zone:
@@ -64,6 +70,9 @@ class Zone:
                     break
                 n = n.parent()
         self.cuts = {n for n, node in self.nodes.items() if T.NS in node and n != origin}
+        self._node_keys = {name_key(n): node for n, node in self.nodes.items()}
+        self._name_keys = {name_key(n) for n in self.names}
+        self._cut_keys = {name_key(n) for n in self.cuts}
         problems += self._validate()
         if problems:
             raise ZoneFileError(problems)
@@ -154,21 +163,24 @@ class Zone:
         return node.get(rdtype) if node else None
 
     def find(self, qname: dns.name.Name, qtype: int) -> Step:
-        """One lookup step for ``qname`` (which must be inside the zone)."""
-        labels = qname.labels
-        depth = len(self.origin.labels)
-        for k in range(depth + 1, len(labels) + 1):
-            anc = dns.name.Name(labels[-k:])
-            if anc in self.cuts and not (k == len(labels) and qtype == T.DS):
-                return self._referral(anc)
-            if anc not in self.names:
-                encloser = dns.name.Name(labels[-(k - 1):])
-                wild = dns.name.Name((WILDCARD, *encloser.labels))
-                wnode = self.nodes.get(wild)
+        """One lookup step for ``qname`` (which must be inside the zone).
+
+        Walks lowercased label tuples rather than dnspython Names: hashing a Name
+        lowercases every label each time, which dominated uncached lookups.
+        """
+        key = name_key(qname)
+        n = len(key)
+        names, cuts = self._name_keys, self._cut_keys
+        for k in range(len(self.origin.labels) + 1, n + 1):
+            anc = key[n - k:]
+            if anc in cuts and not (k == n and qtype == T.DS):
+                return self._referral(dns.name.Name(qname.labels[n - k:]))
+            if anc not in names:
+                wnode = self._node_keys.get((WILDCARD, *anc[1:]))
                 if wnode is None:
                     return Step(Kind.NXDOMAIN)
                 return self._at_node(wnode, qname, qtype, synthesize=True)
-        node = self.nodes.get(qname)
+        node = self._node_keys.get(key)
         if node is None:
             return Step(Kind.NODATA)  # empty non-terminal
         return self._at_node(node, qname, qtype, synthesize=False)
