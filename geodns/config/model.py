@@ -1,0 +1,255 @@
+"""The validated config as frozen values, so a reload can swap it atomically.
+
+Only types and the defaults they carry live here; building them from TOML is the
+job of :mod:`geodns.config.load`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Final, Literal, NamedTuple
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+KeyPath = tuple[str | int, ...]
+
+STRATEGIES: Final = ("geo", "nearest", "failover", "weighted", "all")
+ALL_DOWN_POLICIES: Final = ("fail_open", "nodata", "servfail")
+CHECK_TYPES: Final = ("http", "https", "tcp", "dns", "external")
+CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
+MAX_TTL: Final = 2**31 - 1
+
+
+class ConfigError(Exception):
+    """The config is invalid; ``problems`` lists every ``FILE:LINE: key.path: problem``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class HostPort(NamedTuple):
+    """A listen address: IP literal (no brackets) and port."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+_DEFAULT_HTTP: Final = HostPort("127.0.0.1", 8053)
+_DEFAULT_LISTEN: Final = (HostPort("0.0.0.0", 53), HostPort("::", 53))
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """``[server]``: what the DNS listeners and the control listener use."""
+
+    listen: tuple[HostPort, ...] = _DEFAULT_LISTEN
+    zones: Path = Path("zones")
+    udp_size: int = 1232
+    tcp_idle_timeout: float = 10.0
+    tcp_max_connections: int = 1000
+    http: HostPort | None = _DEFAULT_HTTP  # None: control listener disabled
+    http_token: str | None = None  # bearer token; required for a non-loopback listener
+
+
+@dataclass(frozen=True, slots=True)
+class GeoIPConfig:
+    """``[geoip]``: the mmdb file (defaults to the packaged GeoLite2-City)."""
+
+    database: Path
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainConfig:
+    """``[explain]``: whether explain answers are served, and to whom."""
+
+    enabled: bool = True
+    allow: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+
+    def allows(self, address: str) -> bool:
+        """True when ``address`` may ask for explanations (and explain is enabled)."""
+        if not self.enabled:
+            return False
+        try:
+            ip = ipaddress.ip_address(address.split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        return any(ip.version == net.version and ip in net for net in self.allow)
+
+
+@dataclass(frozen=True, slots=True)
+class QueryLogConfig:
+    """``[querylog]``: optional JSON-lines query log (None path: off)."""
+
+    path: Path | None = None
+    sample: float = 1.0
+    max_bytes: int = 100 * 1024 * 1024
+    keep: int = 5
+    queue: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AdminConfig:
+    """``[admin]``: where forced health overrides are persisted (None: not persisted)."""
+
+    state_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """``[checks.NAME]``: one health check definition (run by the checker)."""
+
+    name: str
+    type: Literal["http", "https", "tcp", "dns", "external"]
+    interval: float = 10.0
+    timeout: float = 3.0
+    fall: int = 3
+    rise: int = 2
+    initial: Literal["up", "down"] = "up"
+    port: int | None = None  # defaults: http 80, https 443, dns 53; required for tcp
+    target: Literal["pop", "address"] = "pop"  # pop: one state per POP; address: per address
+    address: str | None = None  # probe this address instead of the POP's own (target=pop)
+    path: str = "/"
+    method: str = "GET"
+    host: str | None = None
+    expect_status: tuple[int, ...] = (200,)
+    expect_body: str | None = None
+    tls_verify: bool = True
+    qname: str = "."
+    qtype: str = "SOA"
+    expect_rcode: str = "NOERROR"
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Pop:
+    """``[pops.NAME]``: a point of presence and what to answer when it is chosen."""
+
+    name: str
+    lat: float
+    lon: float
+    ipv4: tuple[str, ...] = ()
+    ipv6: tuple[str, ...] = ()
+    cname: str | None = None  # absolute, with trailing dot
+    weight: float = 1.0
+    health: str | None = None
+    capacity: float | None = None
+
+    def addresses(self, family: int) -> tuple[str, ...]:
+        """The POP's addresses of IP version ``family`` (4 or 6)."""
+        return self.ipv4 if family == 4 else self.ipv6
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """``[pools.NAME]``: a strategy over POPs, referenced by DYNA records."""
+
+    name: str
+    strategy: Literal["geo", "nearest", "failover", "weighted", "all"]
+    ttl: int = 60
+    ttl_on_failure: int = 10
+    answers: int | None = 1  # max addresses per answer; None = unlimited (``all`` default)
+    all_down: Literal["fail_open", "nodata", "servfail"] = "fail_open"
+    pops: tuple[str, ...] = ()  # candidate set (nearest: all POPs when not given)
+    default: tuple[str, ...] = ()  # geo: no rule matched; nearest: client without location
+    continent: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    country: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    subdivision: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    nets: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
+    weights: Mapping[str, float] = field(default_factory=dict)  # effective, weighted only
+
+    def referenced_pops(self) -> tuple[str, ...]:
+        """Every POP name the pool can answer with, first-mention order."""
+        seen: dict[str, None] = {}
+        for p in self.pops:
+            seen.setdefault(p)
+        for p in self.default:
+            seen.setdefault(p)
+        for table in (self.continent, self.country, self.subdivision):
+            for lst in table.values():
+                for p in lst:
+                    seen.setdefault(p)
+        for _, lst in self.nets:
+            for p in lst:
+                seen.setdefault(p)
+        return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated config; immutable so it can be swapped atomically on reload."""
+
+    server: ServerConfig
+    geoip: GeoIPConfig
+    explain: ExplainConfig
+    admin: AdminConfig
+    pops: Mapping[str, Pop]
+    pools: Mapping[str, Pool]
+    checks: Mapping[str, Check]
+    source: Path | None = None
+    querylog: QueryLogConfig = field(default_factory=QueryLogConfig)
+
+    @classmethod
+    def default(cls) -> Config:
+        """No POPs or pools, server defaults: what runs without a config file."""
+        return cls(
+            server=ServerConfig(),
+            geoip=GeoIPConfig(default_geoip_database()),
+            explain=ExplainConfig(),
+            admin=AdminConfig(),
+            pops=MappingProxyType({}),
+            pools=MappingProxyType({}),
+            checks=MappingProxyType({}),
+        )
+
+
+def default_geoip_database() -> Path:
+    """Path of the GeoLite2-City db shipped by ``maxminddb-geolite2`` (no network, no import)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("_maxminddb_geolite2")
+    if spec is not None and spec.origin:
+        return Path(spec.origin).parent / "GeoLite2-City.mmdb"
+    return Path("GeoLite2-City.mmdb")
+
+
+def parse_hostport(text: str, default_port: int) -> HostPort:
+    """Parse ``addr:port``, ``[v6]:port``, ``addr`` or bare ``v6``; ValueError on junk."""
+    text = text.strip()
+    port = default_port
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            raise ValueError("missing ']'")
+        host, rest = text[1:end], text[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError("expected ':' after ']'")
+            port = _parse_port(rest[1:])
+        if ipaddress.ip_address(host).version != 6:
+            raise ValueError("brackets are for IPv6 addresses")
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        port = _parse_port(p)
+        ipaddress.IPv4Address(host)
+    else:
+        host = text
+        ipaddress.ip_address(host)
+    return HostPort(str(ipaddress.ip_address(host)), port)
+
+
+def _parse_port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError(f"bad port {text!r}")
+    return int(text)
