@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from geodns.handler import Handler
 
 log = logging.getLogger("geodns.tcp")
+LOG_EVERY = 10.0  # seconds between "connection cap reached" lines
 
 
 @dataclass
@@ -24,6 +26,20 @@ class TCPConnections:
         self.handler = handler
         self.limits = limits
         self.open: set[TCPProtocol] = set()
+        self.refused_total = 0
+        self._refused_logged = 0
+        self._last_log = -LOG_EVERY
+
+    def refused(self, peer: str) -> None:
+        """Count a connection over the cap; log at most once per LOG_EVERY seconds."""
+        self.refused_total += 1
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY:
+            log.warning("tcp connection cap %d reached; closed %d connection(s) since the "
+                        "last report, latest from %s", self.limits.max_connections,
+                        self.refused_total - self._refused_logged, peer)
+            self._last_log = now
+            self._refused_logged = self.refused_total
 
     def protocol(self) -> TCPProtocol:
         return TCPProtocol(self)
@@ -49,8 +65,7 @@ class TCPProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
         if len(self.shared.open) >= self.shared.limits.max_connections:
-            log.warning("tcp connection cap %d reached; closing connection from %s",
-                        self.shared.limits.max_connections, self.peer)
+            self.shared.refused(self.peer)
             transport.close()
             return
         self.shared.open.add(self)
