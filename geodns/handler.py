@@ -173,12 +173,12 @@ class Handler:
         qtype = q.qtype
         if qtype in XFR_TYPES:
             return error_response(q, dns.rcode.NOTIMP if tcp else dns.rcode.FORMERR, st.udp_size)
-        if qtype == T.TXT and q.qname.startswith(EXPLAIN_LABEL) and st.explain is not None \
-                and st.explain_allowed is not None and st.explain_allowed(client):
-            r_explain = self._explain(st, q, client)
+        if qtype == T.TXT and q.qname.startswith(EXPLAIN_LABEL):
+            # Who asks decides the answer (explain or a plain lookup): never packet-cache.
             self._cacheable = False
-            if r_explain is not None:
-                return self._finish(st, q, r_explain, 0, tcp)
+            if st.explain is not None and st.explain_allowed is not None \
+                    and st.explain_allowed(client):
+                return self._finish(st, q, self._explain(st, q, client), 0, tcp)
         key = q.qname + qtype.to_bytes(2, "big")
         r = st.cache.get(key)
         if r is None:
@@ -247,7 +247,7 @@ class Handler:
         return r, sel.scope
 
 
-    def _explain(self, st: State, q: wd.Query, client: str) -> Rendered | None:
+    def _explain(self, st: State, q: wd.Query, client: str) -> Rendered:
         """`_explain.<name> TXT`: why this client gets what it gets (opt-in, allow-listed)."""
         qname = wire_name(q.qname)
         target = qname.parent()
