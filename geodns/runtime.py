@@ -9,7 +9,8 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
-from geodns.config import Config
+from geodns.config import Config, ConfigError
+from geodns.config.locator import TomlLocator
 from geodns.geo import GeoDB
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.selector import Selector
@@ -38,7 +39,7 @@ class Runtime:
              geo: GeoDB | None = None) -> Runtime:
         """Open the GeoIP database only when some pool needs it (and reuse an open one)."""
         if geo is None and config.pools:
-            geo = GeoDB.open(config.geoip.database)
+            geo = open_geoip(config)
         return cls(config, geo, health or HealthHolder())
 
     def select(self, pool: str, qtype: int, client: str | bytes,
@@ -68,31 +69,34 @@ def cross_check(store: ZoneStore, config: Config) -> list[str]:
     return problems
 
 
-def geoip_problems(config: Config) -> list[str]:
-    """The GeoIP database must open when some pool needs it; say where it is configured."""
-    if not config.pools:
-        return []
+def open_geoip(config: Config) -> GeoDB:
+    """Open the configured database; ConfigError (with its file:line) when it cannot be."""
     path = config.geoip.database
     try:
-        GeoDB.open(path).close()
+        return GeoDB.open(path)
     except Exception as exc:  # maxminddb raises InvalidDatabaseError, OSError, ValueError
-        return [f"{_geoip_where(config)}: geoip.database: cannot open {path}: {exc}"]
+        raise ConfigError([f"{_geoip_where(config)}: geoip.database: cannot open {path}: "
+                           f"{exc}"]) from None
+
+
+def geoip_problems(config: Config) -> list[str]:
+    """For `check`: the GeoIP database must open when some pool needs it."""
+    if not config.pools:
+        return []
+    try:
+        open_geoip(config).close()
+    except ConfigError as exc:
+        return exc.problems
     return []
 
 
 def _geoip_where(config: Config) -> str:
-    """`file:line` of the database key (or of [geoip]); the default db has no line."""
+    """`file:line` of `geoip.database` (or its table) in the config file."""
     source = config.source
     if source is None:
         return "<default config>:0"
     try:
-        lines = source.read_text().splitlines()
+        text = source.read_text()
     except OSError:
         return f"{source}:0"
-    for i, line in enumerate(lines, 1):
-        if line.strip().startswith("database"):
-            return f"{source}:{i}"
-    for i, line in enumerate(lines, 1):
-        if line.strip() == "[geoip]":
-            return f"{source}:{i}"
-    return f"{source}:0"
+    return f"{source}:{TomlLocator(text).line(('geoip', 'database'))}"

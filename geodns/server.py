@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiofiles
 from aiohttp import web
 
 from geodns.config import Config, ConfigError, load_config
+from geodns.geo import FileKey, file_key
 from geodns.handler import Handler, State
 from geodns.health.monitor import HealthMonitor
 from geodns.health.snapshot import HealthSnapshot
@@ -23,7 +22,7 @@ from geodns.ops.backend import ServerBackend
 from geodns.ops.control import start_control, stop_control
 from geodns.ops.metrics import Metrics
 from geodns.ops.querylog import QueryLog
-from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
+from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
 
@@ -100,15 +99,9 @@ async def read_texts(directory: str) -> dict[str, str]:
     return texts
 
 
-def _fingerprint(paths: list[str]) -> dict[str, tuple[int, int, int]]:
-    out = {}
-    for p in paths:
-        try:
-            st = os.stat(p)
-        except OSError:
-            continue
-        out[p] = (st.st_mtime_ns, st.st_size, st.st_ino)
-    return out
+def _fingerprint(paths: list[str]) -> dict[str, FileKey]:
+    """The identity of every watched file that exists (the same one GeoDB uses)."""
+    return {p: key for p in paths if (key := file_key(p)) is not None}
 
 
 class Server:
@@ -136,11 +129,7 @@ class Server:
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
-        self.reloads_ok = 0
-        self.reloads_failed = 0
         self.last_reload_error: list[str] = []
-        self.watch_extra: list[str] = []  # e.g. the config file
-        self.on_reload: list[Callable[[], None]] = []
 
     @property
     def store(self) -> ZoneStore:
@@ -199,29 +188,13 @@ class Server:
                 texts = await read_texts(self.opts.zones_dir)
                 store = await loop.run_in_executor(None, build_store, texts)
                 problems = cross_check(store, config)
-                if not problems and (config.pools and (
-                        self.runtime.geo is None or self.runtime.geo.changed()
-                        or self.runtime.geo.path != config.geoip.database)):
-                    problems = await loop.run_in_executor(None, geoip_problems, config)
                 if problems:
                     raise ZoneFileError(problems)
                 runtime = await loop.run_in_executor(None, self._new_runtime, config)
             except (ZoneFileError, ConfigError) as exc:
-                self.reloads_failed += 1
-                self.last_reload_error = exc.problems
-                for problem in exc.problems:
-                    log.error("%s", problem)
-                log.error("reload (%s) failed; still serving the previous zones and config",
-                          reason)
-                self.backend.on_reloaded(False)
-                return False
-            except Exception as exc:  # e.g. an unreadable or corrupt GeoIP database
-                self.reloads_failed += 1
-                self.last_reload_error = [f"{type(exc).__name__}: {exc}"]
-                log.error("reload (%s) failed: %s: %s; still serving the previous zones and "
-                          "config", reason, type(exc).__name__, exc)
-                self.backend.on_reloaded(False)
-                return False
+                return self._reload_failed(reason, exc.problems)
+            except Exception as exc:  # the last line of defence: never lose the old state
+                return self._reload_failed(reason, [f"{type(exc).__name__}: {exc}"])
             if config.server != self.config.server:
                 log.warning("reload: [server] settings (listeners, sizes, control API) changed; "
                             "they take effect at the next restart")
@@ -229,20 +202,25 @@ class Server:
             self._install(self.make_state(store, runtime))
             self.monitor.update_config(config)
             self.backend.on_reloaded(True)
-            self.reloads_ok += 1
             self.last_reload_error = []
             serials = ", ".join(f"{z} {s}" for z, s in sorted(store.serials().items()))
             log.info("reload (%s): serving %d zones: %s", reason, len(store.zones), serials)
-            for hook in self.on_reload:
-                hook()
             return True
+
+    def _reload_failed(self, reason: str, problems: list[str]) -> bool:
+        self.last_reload_error = problems
+        for problem in problems:
+            log.error("%s", problem)
+        log.error("reload (%s) failed; still serving the previous zones and config", reason)
+        self.backend.on_reloaded(False)
+        return False
 
     def _watched(self) -> list[str]:
         try:
             paths = zone_paths(self.opts.zones_dir)
         except OSError:
             paths = []
-        extra = set(self.watch_extra)
+        extra: set[str] = set()
         if self.opts.config_path:
             extra.add(self.opts.config_path)
         geo_path = self.runtime.geo_path()
@@ -254,7 +232,7 @@ class Server:
         """Poll file metadata; reload once a change has settled for one interval."""
         interval = self.opts.watch_interval
         seen = _fingerprint(self._watched())
-        pending: dict[str, tuple[int, int, int]] | None = None
+        pending: dict[str, FileKey] | None = None
         while not self.stopping.is_set():
             await asyncio.sleep(interval)
             try:
@@ -263,9 +241,8 @@ class Server:
                 log.exception("file watcher error; still watching")
 
     async def _watch_step(
-        self, seen: dict[str, tuple[int, int, int]],
-        pending: dict[str, tuple[int, int, int]] | None,
-    ) -> tuple[dict[str, tuple[int, int, int]], dict[str, tuple[int, int, int]] | None]:
+        self, seen: dict[str, FileKey], pending: dict[str, FileKey] | None,
+    ) -> tuple[dict[str, FileKey], dict[str, FileKey] | None]:
         """One poll: returns the new (seen, pending) fingerprints."""
         now = _fingerprint(self._watched())
         if now == seen:

@@ -134,7 +134,7 @@ class ServerBackend:
 
     def on_reloaded(self, ok: bool = True) -> None:
         """A reload attempt finished (SIGHUP, file watch or API): call it for failures
-        too (``server.on_reload`` hooks only run on success)."""
+        too."""
         serials = dict(self.server.store.serials()) if ok else None
         self.metrics.reloaded(ok, serials)
         if ok:
