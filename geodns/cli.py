@@ -180,17 +180,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger("geodns")
     try:
-        if args.listen:
-            listen = [parse_listen(x) for x in args.listen]
-        elif args.config:
-            listen = [(h.host, h.port) for h in _config(args.config).server.listen]
-        else:
-            listen = [parse_listen(x) for x in DEFAULT_LISTEN]
+        flags = [parse_listen(x) for x in args.listen or ()]
     except ValueError as exc:
         print(f"geodns: {exc}", file=sys.stderr)
         return 2
-    except ConfigError:
-        listen = []  # reported in full below
     try:
         config, store = _load_all(args)
     except ZoneFileError as exc:
@@ -198,6 +191,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(problem, file=sys.stderr)
         print("geodns: not starting: fix the problems above", file=sys.stderr)
         return 1
+    if flags:
+        listen = flags
+    elif args.config:
+        listen = [(h.host, h.port) for h in config.server.listen]
+    else:
+        listen = [parse_listen(x) for x in DEFAULT_LISTEN]
     zones_dir = _zones_dir(args, config)
     tcp = TCPLimits(config.server.tcp_idle_timeout, config.server.tcp_max_connections)
     if args.tcp_idle_timeout is not None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import aiofiles
 from aiohttp import web
 
-from geodns.config import Config, ConfigError, load_config
+from geodns.config import Config, ConfigError, load_config, parse_hostport
 from geodns.geo import FileKey, file_key
 from geodns.handler import Handler, State
 from geodns.health.monitor import HealthMonitor
@@ -32,26 +32,12 @@ Endpoint = tuple[str, int]
 
 
 def parse_listen(text: str) -> Endpoint:
-    """`127.0.0.1:53` or `[::1]:53`; raises ValueError with a readable reason."""
-    text = text.strip()
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"bad listen address {text!r}: expected [v6addr]:port")
-    else:
-        host, sep, rest = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ValueError(f"bad listen address {text!r}: expected addr:port or [v6addr]:port")
+    """A `--listen` or `--http` flag: an address as in the config, but the port is
+    required and may be 0 (any free port)."""
     try:
-        port = int(rest)
-    except ValueError:
-        raise ValueError(f"bad port in listen address {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise ValueError(f"bad port in listen address {text!r}")
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-    except OSError:
-        raise ValueError(f"bad IP address in listen address {text!r}") from None
+        host, port = parse_hostport(text, None, min_port=0)
+    except ValueError as exc:
+        raise ValueError(f"bad listen address {text!r}: {exc}") from None
     return host, port
 
 

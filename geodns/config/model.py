@@ -224,8 +224,12 @@ def default_geoip_database() -> Path:
     return Path("GeoLite2-City.mmdb")
 
 
-def parse_hostport(text: str, default_port: int) -> HostPort:
-    """Parse ``addr:port``, ``[v6]:port``, ``addr`` or bare ``v6``; ValueError on junk."""
+def parse_hostport(text: str, default_port: int | None, *, min_port: int = 1) -> HostPort:
+    """Parse ``addr:port``, ``[v6]:port``, ``addr`` or bare ``v6``; ValueError on junk.
+
+    ``default_port`` None makes the port required; ``min_port`` 0 admits port 0 (any
+    free port: command-line listeners in tests).
+    """
     text = text.strip()
     port = default_port
     if text.startswith("["):
@@ -236,20 +240,22 @@ def parse_hostport(text: str, default_port: int) -> HostPort:
         if rest:
             if not rest.startswith(":"):
                 raise ValueError("expected ':' after ']'")
-            port = _parse_port(rest[1:])
+            port = _parse_port(rest[1:], min_port)
         if ipaddress.ip_address(host).version != 6:
             raise ValueError("brackets are for IPv6 addresses")
     elif text.count(":") == 1:
         host, _, p = text.partition(":")
-        port = _parse_port(p)
+        port = _parse_port(p, min_port)
         ipaddress.IPv4Address(host)
     else:
         host = text
         ipaddress.ip_address(host)
+    if port is None:
+        raise ValueError("missing port")
     return HostPort(str(ipaddress.ip_address(host)), port)
 
 
-def _parse_port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
+def _parse_port(text: str, min_port: int) -> int:
+    if not text.isdigit() or not min_port <= int(text) < 65536:
         raise ValueError(f"bad port {text!r}")
     return int(text)
