@@ -33,7 +33,7 @@ import aiohttp
 from geodns.config import Check, Config, Pop
 from geodns.health.checks import ProbeResult, check_port, make_session, run_check
 from geodns.health.overrides import OverrideRule, Overrides
-from geodns.health.snapshot import HealthKey, HealthSnapshot, State
+from geodns.health.snapshot import HealthKey, HealthSnapshot, State, key_label
 from geodns.health.tracker import Tracker
 
 __all__ = [
@@ -57,10 +57,6 @@ ProbeKey = tuple[str, str | None, int | None]  # (check name, probe address, por
 ProbeFn = Callable[[Check, str | None], Awaitable[ProbeResult]]
 OnChange = Callable[[HealthSnapshot], None]
 
-
-def key_label(key: HealthKey) -> str:
-    """``fra`` or ``fra/192.0.2.20``: how a key is written in logs, status and overrides."""
-    return key if isinstance(key, str) else f"{key[0]}/{key[1]}"
 
 
 def _hostport(address: str | None, port: int | None) -> str:

@@ -17,12 +17,17 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
-__all__ = ["STATES", "HealthKey", "HealthSnapshot", "State"]
+__all__ = ["STATES", "HealthKey", "HealthSnapshot", "State", "key_label"]
 
 State = Literal["up", "down", "drain"]
 HealthKey = str | tuple[str, str]
 STATES: Final = ("up", "down", "drain")
 _EMPTY: Final[Mapping[HealthKey, State]] = MappingProxyType({})
+
+
+def key_label(key: HealthKey) -> str:
+    """``fra`` or ``fra/192.0.2.20``: how a key is written in logs, the API and metrics."""
+    return key if isinstance(key, str) else f"{key[0]}/{key[1]}"
 
 
 def _freeze(states: Mapping[HealthKey, State] | None, what: str) -> Mapping[HealthKey, State]:

@@ -21,14 +21,13 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from geodns.config import Config
-from geodns.health.snapshot import HealthSnapshot
+from geodns.health.snapshot import HealthSnapshot, key_label
 from geodns.ops.metrics import Metrics
 from geodns.ops.status import (
     ChangeLog,
     pool_status,
     pop_status,
     reload_status,
-    target_name,
     zone_status,
 )
 
@@ -148,7 +147,7 @@ class ServerBackend:
         for name, pop in config.pops.items():
             states[name] = snap.state(name)
             for address in (*pop.ipv4, *pop.ipv6):
-                states[target_name((name, address))] = snap.address_state(name, address)
+                states[key_label((name, address))] = snap.address_state(name, address)
         self.metrics.replace_health(states)
         if self.monitor is not None:
             for target, info in self.monitor.status().get("targets", {}).items():

@@ -22,14 +22,9 @@ __all__ = [
     "pool_status",
     "pop_status",
     "reload_status",
-    "target_name",
     "zone_status",
 ]
 
-
-def target_name(key: HealthKey) -> str:
-    """``fra`` or ``fra/192.0.2.20``: how targets are named in the API, logs and metrics."""
-    return key if isinstance(key, str) else f"{key[0]}/{key[1]}"
 
 
 def pop_status(config: Config, health: HealthSnapshot) -> list[dict[str, Any]]:
