@@ -47,7 +47,7 @@ SelectFn = Callable[[str, int, "str | bytes", "int | None"], Selection]
 class Template:
     """A cached lookup result whose answer still depends on the client (DYNA)."""
 
-    __slots__ = ("answer", "pool", "prefix_rrsets", "qname", "rendered")
+    __slots__ = ("answer", "pool", "qname", "rendered")
 
     def __init__(self, qname: dns.name.Name, answer: Answer) -> None:
         assert answer.dynamic is not None
@@ -100,7 +100,7 @@ class Handler:
         self.on_answer = on_answer
         self.metrics = metrics
         self.qlog = qlog
-        self._sel: tuple[str, Selection, int] | None = None  # last DYNA decision
+        self._sel: tuple[str, Selection] | None = None  # last DYNA decision (pool, selection)
         self._cacheable = False  # may the answer being built go to the packet cache?
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
@@ -162,7 +162,7 @@ class Handler:
         ecs = q.ecs is not None
         qlog.query(client, q.ecs_addr if ecs else None, q.ecs_source if ecs else None,
                    q.qname, q.qtype, resp[3] & 15, sel[0] if sel else None,
-                   sel[1].pops if sel else None, sel[2] if sel else None,
+                   sel[1].pops if sel else None, sel[1].scope if sel else None,
                    sel[1].ttl if sel else None, perf_counter() - t0)
 
     def _answer(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes:
@@ -209,7 +209,7 @@ class Handler:
         return resp
 
     def _build(self, st: State, q: wd.Query) -> Rendered | Template:
-        qname = wire_name(q.qname)
+        qname = wd.wire_name(q.qname)
         answer = st.store.lookup(qname, q.qtype)
         if answer.dynamic is not None:
             return Template(qname, answer)
@@ -243,13 +243,13 @@ class Handler:
             t.rendered[sel.key] = r
         if self.on_answer is not None:
             self.on_answer(t.pool, sel)
-        self._sel = (t.pool, sel, sel.scope)
+        self._sel = (t.pool, sel)
         return r, sel.scope
 
 
     def _explain(self, st: State, q: wd.Query, client: str) -> Rendered:
         """`_explain.<name> TXT`: why this client gets what it gets (opt-in, allow-listed)."""
-        qname = wire_name(q.qname)
+        qname = wd.wire_name(q.qname)
         target = qname.parent()
         answer = st.store.lookup(target, T.A)
         if answer.dynamic is None:
@@ -264,19 +264,6 @@ class Handler:
         quoted = ['"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"' for t in texts]
         rrset = dns.rrset.from_text_list(qname, 0, "IN", "TXT", quoted)
         return render(qname, T.TXT, dns.rdataclass.IN, AA, [rrset], (), ())
-
-
-def wire_name(wire: bytes) -> dns.name.Name:
-    """A Name from the decoder's already validated, uncompressed question name."""
-    labels = []
-    i = 0
-    n = wire[0]
-    while n:
-        labels.append(wire[i + 1:i + 1 + n])
-        i += n + 1
-        n = wire[i]
-    labels.append(b"")
-    return dns.name.Name(labels)
 
 
 def _render_answer(qname: dns.name.Name, qtype: int, a: Answer) -> Rendered:
@@ -295,7 +282,7 @@ def _render_selection(t: Template, qtype: int, sel: Selection) -> Rendered:
     answer = list(a.answer)
     authority: list[dns.rrset.RRset] = []
     if sel.kind == "servfail":
-        return render(t.qname, qtype, dns.rdataclass.IN, dns.rcode.SERVFAIL, (), (), ())
+        return _servfail(t.qname, qtype)
     if sel.kind == "cname" and sel.cname:
         answer.append(dns.rrset.from_text(dyn.owner, sel.ttl, "IN", "CNAME", sel.cname))
     elif sel.kind == "addresses" and sel.addresses:

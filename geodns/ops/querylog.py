@@ -39,6 +39,7 @@ import aiofiles.os
 from aiofiles.threadpool.text import AsyncTextIOWrapper
 
 from geodns.ops.metrics import Metrics, qtype_label, rcode_label
+from geodns.wire import decode
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_QUEUE", "QueryLog", "format_time", "wire_name"]
 
@@ -61,18 +62,7 @@ def format_time(ts: float) -> str:
 
 def wire_name(wire: bytes) -> str:
     """Text of an uncompressed wire-format name (as the decoder hands it over)."""
-    labels: list[str] = []
-    i = 0
-    while i < len(wire):
-        n = wire[i]
-        if n == 0:
-            break
-        raw = wire[i + 1:i + 1 + n]
-        labels.append("".join(chr(c) if 0x21 <= c <= 0x7E and c not in b'.\\"()@;$'
-                              else (f"\\{chr(c)}" if 0x21 <= c <= 0x7E else f"\\{c:03d}")
-                              for c in raw))
-        i += 1 + n
-    return ".".join(labels) + "."
+    return decode.wire_name(wire).to_text()
 
 
 def _ecs_text(addr: Any, prefix: int | None) -> str | None:

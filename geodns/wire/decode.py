@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+import dns.name
+
 # Outcomes that are not a normal query.
 DROP: Final = 0  # short packet or a response: send nothing
 FORMERR: Final = 1
@@ -62,6 +64,20 @@ class Query:
     @property
     def has_question(self) -> bool:
         return self.qend > 12
+
+
+def wire_name(wire: bytes) -> dns.name.Name:
+    """A Name from a validated, uncompressed wire name (``Query.qname``), without
+    dnspython's general wire parser, which is slow for a per-miss call."""
+    labels = []
+    i = 0
+    n = wire[0]
+    while n:
+        labels.append(wire[i + 1:i + 1 + n])
+        i += n + 1
+        n = wire[i]
+    labels.append(b"")
+    return dns.name.Name(labels)
 
 
 def _name_end(data: bytes, off: int, end: int) -> int:
