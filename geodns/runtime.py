@@ -6,7 +6,6 @@ health snapshot is a separate reference because it changes far more often.
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 
 from geodns.config import Config, ConfigError
@@ -48,8 +47,6 @@ class Runtime:
 
     def explain_lines(self, pool: str, qtype: int, client: str | bytes,
                       source_prefix: int | None) -> list[str]:
-        if isinstance(client, bytes):
-            client = ipaddress.ip_address(client).compressed
         return self.selector.explain(pool, qtype, client, source_prefix,
                                      self.health.snapshot).lines()
 

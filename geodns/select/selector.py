@@ -32,14 +32,13 @@ decisions that depend on both.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final, cast
 
 from geodns.config import Config, Pool, Pop
 from geodns.explain import AddressInfo, CandidateInfo, Explanation
-from geodns.geo import EARTH_RADIUS_KM, GeoDB, Location
+from geodns.geo import GeoDB, Location, haversine_km
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.addr import bits_of, format_addr, format_net, mask, parse_client
 from geodns.select.hrw import hrw_rank, pop_seed
@@ -125,11 +124,7 @@ class _Plan:
             self.tries[net.version].insert(int(net.network_address), net.prefixlen,
                                            _Ranking(label, lst))
         self.has_nets = bool(pool.nets)
-        self.coords = [  # name, lat and lon in radians, cos(lat)
-            (p, math.radians(config.pops[p].lat), math.radians(config.pops[p].lon),
-             math.cos(math.radians(config.pops[p].lat)))
-            for p in pool.pops
-        ]
+        self.coords = [(p, config.pops[p].lat, config.pops[p].lon) for p in pool.pops]
         self.weighted = [(p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops]
         self.widen = pool.strategy in ("geo", "nearest")
 
@@ -403,17 +398,8 @@ class Selector:
         hit = self._rankings.get(key)
         if hit is not None:
             return hit
-        # haversine_km inlined with the POP side precomputed: this runs once per distinct
-        # client location, which a cold cache sees a lot of.
-        lat1, lon1 = math.radians(loc.lat), math.radians(loc.lon)
-        cos1 = math.cos(lat1)
-        sin, asin, sqrt = math.sin, math.asin, math.sqrt
-        dist = sorted(
-            (2 * EARTH_RADIUS_KM * asin(min(1.0, sqrt(
-                sin((plat - lat1) / 2) ** 2 + cos1 * pcos * sin((plon - lon1) / 2) ** 2))),
-             i, name)
-            for i, (name, plat, plon, pcos) in enumerate(plan.coords)
-        )
+        dist = sorted((haversine_km(loc.lat, loc.lon, plat, plon), i, name)
+                      for i, (name, plat, plon) in enumerate(plan.coords))
         ranking = _Ranking("nearest by great-circle distance", tuple(n for _, _, n in dist),
                            tuple(d for d, _, _ in dist))
         self._remember_ranking(key, ranking)
