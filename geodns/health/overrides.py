@@ -92,16 +92,8 @@ class OverrideRule:
 
     def matches(self, pops: Mapping[str, Pop]) -> Iterator[HealthKey]:
         """Every health key the pattern selects among ``pops`` (config order)."""
-        pop_glob, sep, addr_glob = self.pattern.partition("/")
-        for name, pop in pops.items():
-            if not fnmatchcase(name, pop_glob):
-                continue
-            if not sep:
-                yield name
-                continue
-            for address in (*pop.ipv4, *pop.ipv6):
-                if fnmatchcase(address, addr_glob):
-                    yield (name, address)
+        return match_targets(self.pattern,
+                             ((name, (*pop.ipv4, *pop.ipv6)) for name, pop in pops.items()))
 
     def describe(self) -> str:
         """The rule as a file line (absolute expiry)."""
@@ -117,6 +109,21 @@ class OverrideRule:
 
 
 # --------------------------------------------------------------------------- parsing
+
+
+def match_targets(pattern: str,
+                  pops: Iterable[tuple[str, Iterable[str]]]) -> Iterator[HealthKey]:
+    """The health keys a ``pop[/address]`` glob selects among (POP name, addresses)."""
+    pop_glob, sep, addr_glob = pattern.partition("/")
+    for name, addresses in pops:
+        if not fnmatchcase(name, pop_glob):
+            continue
+        if not sep:
+            yield name
+            continue
+        for address in addresses:
+            if fnmatchcase(address, addr_glob):
+                yield (name, address)
 
 
 def format_time(ts: float) -> str:

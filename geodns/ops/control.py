@@ -26,14 +26,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from fnmatch import fnmatchcase
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from geodns.health.overrides import format_time, parse_pattern, parse_until
-from geodns.health.snapshot import STATES
+from geodns.health.overrides import format_time, match_targets, parse_pattern, parse_until
+from geodns.health.snapshot import STATES, key_label
 from geodns.ops.metrics import CONTENT_TYPE, Metrics
 from geodns.ops.page import render_page
 
@@ -269,20 +268,12 @@ def parse_override(body: object, now: float) -> tuple[str, str, float | None]:
 
 def _matches(pattern: str, pops: list[Any]) -> list[str]:
     """Targets among the status POPs that ``pattern`` selects (as ``fra``/``fra/addr``)."""
-    pop_glob, sep, addr_glob = pattern.partition("/")
-    out: list[str] = []
-    for pop in pops:
-        name = str(pop.get("name", "")) if isinstance(pop, dict) else ""
-        if not fnmatchcase(name, pop_glob):
-            continue
-        if not sep:
-            out.append(name)
-            continue
-        for a in pop.get("addresses") or []:
-            address = str(a.get("address", "")) if isinstance(a, dict) else ""
-            if fnmatchcase(address, addr_glob):
-                out.append(f"{name}/{address}")
-    return out
+    listed = (
+        (str(pop.get("name", "")),
+         [str(a.get("address", "")) for a in pop.get("addresses") or [] if isinstance(a, dict)])
+        for pop in pops if isinstance(pop, dict)
+    )
+    return [key_label(key) for key in match_targets(pattern, listed)]
 
 
 async def _maybe_await(value: Any) -> Any:
