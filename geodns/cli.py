@@ -99,8 +99,6 @@ def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
         problems += exc.problems
     if store is not None and not problems:
         problems += cross_check(store, config)
-    if not problems:
-        problems += geoip_problems(config)
     if problems or store is None:
         raise ZoneFileError(problems)
     return config, store
@@ -112,6 +110,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ZoneFileError as exc:
         for problem in exc.problems:
             print(problem)
+        return 1
+    problems = geoip_problems(config)
+    for problem in problems:
+        print(problem)
+    if problems:
         return 1
     if args.config:
         print(f"{args.config}: ok: {len(config.pops)} POPs, {len(config.pools)} pools, "
@@ -149,7 +152,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"geodns explain: {exc}", file=sys.stderr)
         return 1
-    runtime = Runtime.load(config, HealthHolder(snapshot))
+    try:
+        runtime = Runtime.load(config, HealthHolder(snapshot))
+    except ConfigError as exc:
+        print("\n".join(exc.problems), file=sys.stderr)
+        return 1
     for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
                                          snapshot).lines():
         print(line)
@@ -225,7 +232,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
         log.warning("uvloop not available; using the default event loop")
-    server = Server(opts, store, config)
+    try:
+        server = Server(opts, store, config)  # opens the GeoIP database
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        print("geodns: not starting: fix the problems above", file=sys.stderr)
+        return 1
     try:
         asyncio.run(server.run())
     except OSError as exc:
