@@ -8,7 +8,6 @@ import ipaddress
 import logging
 import os
 import sys
-import time
 from collections.abc import Sequence
 
 import dns.exception
@@ -16,10 +15,11 @@ import dns.name
 import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
-from geodns.health.overrides import OverrideRule, parse_overrides, resolve
+from geodns.health.overrides import OverrideRule, parse_overrides
 from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
 from geodns.ops.control import is_loopback
+from geodns.ops.simulate import scenario_snapshot
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.zones.load import ZoneFileError
@@ -167,19 +167,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def _offline_health(config: Config, down: list[str]) -> HealthSnapshot:
     """What explain can know without the server: admin overrides and what-if downs."""
-    now = time.time()
     rules: list[OverrideRule] = []
     path = config.admin.state_file
     if path is not None and path.exists():
         rules, _ = parse_overrides(path.read_text(), str(path), base_time=path.stat().st_mtime)
-    forced = resolve(rules, config.pops, now)
-    for target in down:
-        rule_list, _ = parse_overrides(f"{target} down", "--down", base_time=now)
-        matched = resolve(rule_list, config.pops, now)
-        if not matched:
-            raise ValueError(f"--down {target}: matches no POP or address")
-        forced.update(matched)
-    return HealthSnapshot.build(overrides=forced)
+    return scenario_snapshot(config, down=down, base=rules)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

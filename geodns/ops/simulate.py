@@ -179,12 +179,14 @@ def _read_jsonl(name: str, text: str) -> tuple[list[Client], list[str]]:
 
 
 def scenario_snapshot(config: Config, down: Sequence[str] = (),
-                      drain: Sequence[str] = ()) -> HealthSnapshot:
-    """A snapshot with ``down``/``drain`` targets (POP, ``POP/*``, ``POP/ADDR``) forced.
+                      drain: Sequence[str] = (),
+                      base: Sequence[OverrideRule] = ()) -> HealthSnapshot:
+    """A snapshot with ``down``/``drain`` targets (POP, ``POP/*``, ``POP/ADDR``) forced,
+    on top of ``base`` rules (e.g. the admin-state file's).
 
     ValueError when a target is malformed or matches nothing in the config.
     """
-    rules: list[OverrideRule] = []
+    rules: list[OverrideRule] = list(base)
     for state, targets in (("drain", drain), ("down", down)):
         for target in targets:
             pattern = parse_pattern(target)
