@@ -20,6 +20,7 @@ from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
 from geodns.ops.control import is_loopback
 from geodns.ops.simulate import scenario_snapshot
+from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.zones.load import ZoneFileError
@@ -85,7 +86,7 @@ def _zones_dir(args: argparse.Namespace, config: Config) -> str:
 
 
 def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
-    """Config and zones, validated together; raises ZoneFileError with every problem."""
+    """Config and zones, validated together; raises Problems with every problem."""
     problems: list[str] = []
     config = Config.default()
     try:
@@ -100,14 +101,14 @@ def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
     if store is not None and not problems:
         problems += cross_check(store, config)
     if problems or store is None:
-        raise ZoneFileError(problems)
+        raise Problems(problems)
     return config, store
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         config, store = _load_all(args)
-    except ZoneFileError as exc:
+    except Problems as exc:
         for problem in exc.problems:
             print(problem)
         return 1
@@ -129,7 +130,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         args.config = "geodns.toml"
     try:
         config, store = _load_all(args)
-    except ZoneFileError as exc:
+    except Problems as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
@@ -154,7 +155,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 1
     try:
         runtime = Runtime.load(config, HealthHolder(snapshot))
-    except ConfigError as exc:
+    except Problems as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 1
     for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
@@ -185,7 +186,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         config, store = _load_all(args)
-    except ZoneFileError as exc:
+    except Problems as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print("geodns: not starting: fix the problems above", file=sys.stderr)
@@ -226,7 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("uvloop not available; using the default event loop")
     try:
         server = Server(opts, store, config)  # opens the GeoIP database
-    except ConfigError as exc:
+    except Problems as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print("geodns: not starting: fix the problems above", file=sys.stderr)

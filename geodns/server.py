@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import aiofiles
 from aiohttp import web
 
-from geodns.config import Config, ConfigError, load_config, parse_hostport
+from geodns.config import Config, load_config, parse_hostport
 from geodns.geo import FileKey, file_key
 from geodns.handler import Handler, State
 from geodns.health.monitor import HealthMonitor
@@ -22,6 +22,7 @@ from geodns.ops.backend import ServerBackend
 from geodns.ops.control import start_control, stop_control
 from geodns.ops.metrics import Metrics
 from geodns.ops.querylog import QueryLog
+from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
@@ -177,7 +178,7 @@ class Server:
                 if problems:
                     raise ZoneFileError(problems)
                 runtime = await loop.run_in_executor(None, self._new_runtime, config)
-            except (ZoneFileError, ConfigError) as exc:
+            except Problems as exc:  # zones, config or GeoIP database, all located
                 return self._reload_failed(reason, exc.problems)
             except Exception as exc:  # the last line of defence: never lose the old state
                 return self._reload_failed(reason, [f"{type(exc).__name__}: {exc}"])

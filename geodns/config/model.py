@@ -13,6 +13,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple
 
+from geodns.problems import Problems
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 KeyPath = tuple[str | int, ...]
 
@@ -23,12 +25,8 @@ CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 MAX_TTL: Final = 2**31 - 1
 
 
-class ConfigError(Exception):
-    """The config is invalid; ``problems`` lists every ``FILE:LINE: key.path: problem``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class ConfigError(Problems):
+    """The config is invalid (``FILE:LINE: key.path: problem`` lines)."""
 
 
 class HostPort(NamedTuple):

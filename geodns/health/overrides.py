@@ -44,6 +44,7 @@ import aiofiles.os
 
 from geodns.config import Pop
 from geodns.health.snapshot import STATES, HealthKey, State
+from geodns.problems import Problems
 
 __all__ = [
     "OverrideError",
@@ -69,12 +70,8 @@ _USAGE: Final = '"PATTERN STATE [until TIME]"'
 _TIME_EXAMPLE: Final = "e.g. 2026-12-01T10:00:00Z or +30m"
 
 
-class OverrideError(ValueError):
-    """Rules were rejected; ``problems`` lists every ``FILE:LINE: problem``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class OverrideError(Problems, ValueError):
+    """Override rules were rejected (a ValueError, so the control API answers 400)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,6 +34,7 @@ from geodns.config import Config, ConfigError, load_config
 from geodns.geo import GeoDB
 from geodns.health.overrides import OverrideRule, parse_pattern, resolve
 from geodns.health.snapshot import HealthKey, HealthSnapshot, State
+from geodns.problems import Problems
 from geodns.select.selector import Selector
 from geodns.select.types import Selection
 
@@ -52,12 +53,8 @@ __all__ = [
 NO_ANSWER: Final = "(no answer)"
 
 
-class ClientsError(Exception):
-    """The clients file is unusable; ``problems`` lists ``FILE:LINE: problem``."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class ClientsError(Problems):
+    """The clients file is unusable."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import dns.rdatatype
 import dns.tokenizer
 import dns.zonefile
 
+from geodns.problems import Problems
 from geodns.zones import dyna
 
 dyna.register()
@@ -38,12 +39,8 @@ class Record:
     line: int
 
 
-class ZoneFileError(Exception):
-    """A zone file that cannot be served; ``problems`` are ``file:line: problem`` lines."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class ZoneFileError(Problems):
+    """A zone file that cannot be served."""
 
 
 def is_zone_file(name: str) -> bool:
