@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from geodns.geo import GeoDB
 from tests.util import DATA_DIR, REPO_ROOT, ServerProcess, geodns_server
 
 
@@ -35,3 +36,11 @@ def interop_zone_dir() -> Path:
 def shipped_zones_dir() -> Path:
     """The zones/ directory shipped in the repository (example.com)."""
     return REPO_ROOT / "zones"
+
+
+@pytest.fixture(scope="session")
+def real_db() -> Iterator[GeoDB]:
+    """The packaged GeoLite2-City database (tables cached in the user's cache dir)."""
+    db = GeoDB.open()
+    yield db
+    db.close()

@@ -87,10 +87,3 @@ def tiny_db(tiny_db_path: Path) -> Iterator[GeoDB]:
     db = GeoDB.open(tiny_db_path)
     yield db
     db.close()
-
-
-@pytest.fixture(scope="session")
-def real_db() -> Iterator[GeoDB]:
-    db = GeoDB.open()
-    yield db
-    db.close()

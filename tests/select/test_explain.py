@@ -16,7 +16,7 @@ def _selector(db: GeoDB | None, budget: int = 0) -> Selector:
         [pools.big]
         strategy = "all"
         pops = ["iad", "fra", "sin", "gru", "syd"]
-    """), db, widen_budget=budget)
+    """), db)
 
 
 def test_explain_geo_rule_health_and_answer(tiny_db: GeoDB) -> None:
@@ -103,7 +103,7 @@ def test_lines_fit_in_txt_strings(tiny_db: GeoDB) -> None:
 
 
 def test_long_lines_are_truncated_safely() -> None:
-    from geodns.explain import MAX_LINE_BYTES, _fit, _wrap
+    from geodns.select.explain import MAX_LINE_BYTES, _fit, _wrap
 
     line = "é" * 300
     fitted = _fit(line)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from geodns.geo import Location
+from geodns.geoip.location import Location
 from geodns.health.snapshot import State
 from geodns.select.types import Selection
 

@@ -1,0 +1,1 @@
+"""GeoIP data: the mmdb format read in bulk, locations, and the open database."""
