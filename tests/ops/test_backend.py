@@ -73,7 +73,8 @@ class FakeMonitor:
         return self.rules.pop(pattern, None) is not None
 
     def status(self) -> dict[str, Any]:
-        return {"targets": {"fra": {"latency_ms": 12, "state": "down"}},
+        return {"targets": {"fra": {"latency_ms": 12, "state": "down", "check": "web",
+                                    "reason": "timeout after 3.0s"}},
                 "overrides": {"rules": [{"pattern": p, "state": s} for p, (s, _) in
                                         self.rules.items()], "errors": []}}
 
@@ -82,16 +83,20 @@ def test_status_reload_overrides_and_health() -> None:
     server, monitor, metrics = FakeServer(), FakeMonitor(), Metrics()
     backend = ServerBackend(server, metrics, monitor)
     assert metrics.zone_serials == {"example.com.": 7}
+    # The initial load is a reload: counted, and shown with its reason.
+    assert metrics.reloads == {"success": 1, "failure": 0}
+    assert backend.status()["last_reload"] == {"ok": True, "time": metrics.last_reload_time,
+                                               "problems": [], "reason": "start"}
     assert metrics.health_states == {"iad": "up", "iad/192.0.2.10": "up", "fra": "up",
                                      "fra/192.0.2.20": "up"}
     assert metrics.check_latency == {"fra": 0.012}
 
     async def go() -> None:
         assert await backend.reload() == (True, [])
-        backend.on_reloaded(True)
+        backend.on_reloaded(True, "SIGHUP")
         server.next_ok = False
         assert await backend.reload() == (False, ["zones/x.zone:3: bad"])
-        backend.on_reloaded(False)
+        backend.on_reloaded(False, "files changed")
         await backend.set_override("fra", "drain", None)
         with pytest.raises(ValueError, match="bogus"):
             await backend.set_override("fra", "bogus", None)
@@ -99,11 +104,12 @@ def test_status_reload_overrides_and_health() -> None:
         assert await backend.clear_override("fra") is False
 
     asyncio.run(go())
-    assert metrics.reloads == {"success": 1, "failure": 1}
+    assert metrics.reloads == {"success": 2, "failure": 1}
     assert metrics.zone_serials == {"example.com.": 8}
     st = backend.status()
     assert st["last_reload"]["ok"] is False
     assert st["last_reload"]["problems"] == ["zones/x.zone:3: bad"]
+    assert st["last_reload"]["reason"] == "files changed"
     assert [z["serial"] for z in st["zones"]] == [8]
     assert [p["name"] for p in st["pools"]] == ["www"]
 
@@ -111,6 +117,8 @@ def test_status_reload_overrides_and_health() -> None:
     server.health.snapshot = new
     backend.on_health(new)
     assert backend.recent_changes()[0]["target"] == "fra"
+    # The change says why: the check's last result (what /status has under checks).
+    assert backend.recent_changes()[0]["reason"] == "check web: timeout after 3.0s"
     assert metrics.health_states["fra"] == "down"
     assert metrics.health_changes[("fra", "down")] == 1
     pops = {p["name"]: p for p in backend.status()["pops"]}
@@ -126,3 +134,28 @@ def test_without_monitor_overrides_are_refused() -> None:
 
     asyncio.run(go())
     assert "overrides" not in backend.status()
+
+
+def test_forced_change_names_the_override() -> None:
+    server, monitor = FakeServer(), FakeMonitor()
+    backend = ServerBackend(server, Metrics(), monitor)
+    monitor.rules["fra"] = ("drain", None)
+    new = server.health.snapshot.evolve(real={}, overrides={"fra": "drain"})
+    server.health.snapshot = new
+    backend.on_health(new)
+    change = backend.recent_changes()[0]
+    assert (change["target"], change["to"], change["forced"]) == ("fra", "drain", True)
+    assert change["reason"].startswith("operator override fra drain")
+    cleared = new.evolve(real={}, overrides={})
+    server.health.snapshot = cleared
+    backend.on_health(cleared)
+    assert backend.recent_changes()[0]["reason"] == "operator override removed"
+
+
+def test_status_names_version_host_and_uptime() -> None:
+    metrics = Metrics(version="9.9.9")
+    st = ServerBackend(FakeServer(), metrics).status()
+    assert st["server"]["version"] == "9.9.9"
+    assert st["server"]["host"]
+    assert st["server"]["uptime_seconds"] >= 0
+    assert st["server"]["config"] == "geodns.toml"

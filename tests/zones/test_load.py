@@ -95,14 +95,14 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
                          str(DATA / "golden" / "geodns.toml")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     # Without a config no pool exists, so the DYNA record is a problem.
-    nopool = subprocess.run([*run, str(DATA / "golden" / "zones")], capture_output=True,
-                            text=True)
+    nopool = subprocess.run([*run, str(DATA / "golden" / "zones"), "--no-config"],
+                            capture_output=True, text=True)
     assert nopool.returncode == 1
     assert nopool.stdout.splitlines() == [
         f"{DATA}/golden/zones/golden.test.zone:14: DYNA at dyn.golden.test. names unknown "
         "pool 'pool-a' (pools: none configured)"]
     (tmp_path / "bad.zone").write_text((DATA / "bad" / "bad.zone").read_text())
-    bad = subprocess.run([*run, str(tmp_path)], capture_output=True, text=True)
+    bad = subprocess.run([*run, str(tmp_path), "--no-config"], capture_output=True, text=True)
     assert bad.returncode == 1
     lines = bad.stdout.splitlines()
     assert len(lines) == 6
