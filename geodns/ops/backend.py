@@ -43,6 +43,7 @@ from geodns.ops.status import (
 __all__ = ["HealthHolderLike", "MonitorLike", "ServerBackend", "ServerLike"]
 
 log = logging.getLogger("geodns.control")
+server_log = logging.getLogger("geodns")
 
 
 class _StoreLike(Protocol):
@@ -213,15 +214,15 @@ class ServerBackend:
         if ok:
             assert serials is not None
             text = ", ".join(f"{z} {s}" for z, s in sorted(serials.items()))
-            log.info("%s (%s): serving %d zones: %s", what, reason, len(serials), text,
+            server_log.info("%s (%s): serving %d zones: %s", what, reason, len(serials), text,
                      extra=event("reload", ok=True, reason=reason, zones=serials))
             self.sync_health()
             self._geo_changed()
         else:
             problems = list(srv.last_reload_error)
-            log.error("%s (%s) failed; still serving the previous zones and config", what,
-                      reason, extra=event("reload", ok=False, reason=reason,
-                                          problems=problems))
+            server_log.error("%s (%s) failed; still serving the previous zones and config",
+                             what, reason, extra=event("reload", ok=False, reason=reason,
+                                                       problems=problems))
 
     def _geo_changed(self) -> None:
         """Log (and expose) the GeoIP database when it is new: at start and on change."""
