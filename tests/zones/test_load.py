@@ -48,22 +48,15 @@ def problems(tmp_path: Path, name: str) -> list[str]:
 
 
 def test_every_validation_problem_is_reported_with_its_line(tmp_path: Path) -> None:
-    got = problems(tmp_path, "bad.zone")
-    assert got == [
+    assert problems(tmp_path, "bad.zone") == [
         "bad.zone:8: alias.bad.test. has CNAME (at bad.zone:7) and other data (A)",
         "bad.zone:9: out.example.org. is outside the zone bad.test.",
         "bad.zone:10: bad TTL 4294967295 for big.bad.test. A (maximum 2147483647)",
         "bad.zone:12: dy.bad.test. has DYNA (at bad.zone:11) and other data (TXT)",
+        "bad.zone:13: SOA record for sub.bad.test. is not at the apex bad.test.",
+        # ns2 is named on line 5 (the second NS record), not on the RRset's first line
         "bad.zone:5: NS target ns2.bad.test. is inside the zone but has no A or AAAA record",
-        "bad.zone:13: SOA record for sub.bad.test. is not at the apex bad.test.",
-    ] or sorted(got) == sorted([
-        "bad.zone:8: alias.bad.test. has CNAME (at bad.zone:7) and other data (A)",
-        "bad.zone:9: out.example.org. is outside the zone bad.test.",
-        "bad.zone:10: bad TTL 4294967295 for big.bad.test. A (maximum 2147483647)",
-        "bad.zone:12: dy.bad.test. has DYNA (at bad.zone:11) and other data (TXT)",
-        "bad.zone:4: NS target ns2.bad.test. is inside the zone but has no A or AAAA record",
-        "bad.zone:13: SOA record for sub.bad.test. is not at the apex bad.test.",
-    ])
+    ]
 
 
 def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
