@@ -362,8 +362,18 @@ def _bar_label(qps: float, cap: float | None) -> str:
 
 
 def plot(r: SimResult, path: str | Path) -> None:
-    """A PNG bar chart: qps per POP now and under the scenario, each bar labelled with
-    its qps and % of capacity; over-capacity bars (now or scenario) are red."""
+    """Write :func:`figure` as a PNG at :data:`PLOT_DPI`."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(r)
+    fig.savefig(str(path), format="png", dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def figure(r: SimResult) -> Any:
+    """The bar chart: qps per POP now and under the scenario, each bar labelled with its
+    qps and % of capacity; over-capacity bars (now or scenario) are red.  ImportError
+    (with the install hint) without matplotlib."""
     try:
         import matplotlib
     except ImportError:
@@ -419,8 +429,7 @@ def plot(r: SimResult, path: str | Path) -> None:
     ax.legend(handles=handles, loc="upper right", frameon=False, fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
-    fig.savefig(str(path), format="png", dpi=PLOT_DPI)
-    plt.close(fig)
+    return fig
 
 
 # --------------------------------------------------------------------------- CLI

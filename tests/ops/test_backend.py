@@ -159,3 +159,43 @@ def test_status_names_version_host_and_uptime() -> None:
     assert st["server"]["host"]
     assert st["server"]["uptime_seconds"] >= 0
     assert st["server"]["config"] == "geodns.toml"
+
+
+class FakeGeo:
+    def __init__(self, built: int) -> None:
+        from pathlib import Path
+
+        self.path = Path("/var/lib/GeoIP/GeoLite2-City.mmdb")
+        self.database_type = "GeoLite2-City"
+        self.build_epoch = built
+
+
+class FakeRuntime:
+    def __init__(self, geo: FakeGeo) -> None:
+        self.geo = geo
+
+
+def test_geoip_database_is_logged_exposed_and_warned_about(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import time
+
+    server = FakeServer()
+    server.runtime = FakeRuntime(FakeGeo(int(time.time()) - 400 * 86400))  # type: ignore[attr-defined]
+    metrics = Metrics(process=False)
+    caplog.set_level("INFO")
+    backend = ServerBackend(server, metrics)
+    geo = backend.status()["geoip"]
+    assert (geo["type"], geo["age_days"], geo["max_age_days"], geo["stale"]) == (
+        "GeoLite2-City", 400, 45, True)
+    assert metrics.geoip is not None and metrics.geoip[0] == "GeoLite2-City"
+    assert any("GeoLite2-City built" in r.getMessage() for r in caplog.records)
+    assert any(r.levelname == "WARNING" and "400 days old" in r.getMessage()
+               for r in caplog.records)
+    # A reload that keeps the same database says nothing new; a new one is logged.
+    caplog.clear()
+    backend.on_reloaded(True, "SIGHUP")
+    assert not any("geoip" in r.name for r in caplog.records)
+    server.runtime = FakeRuntime(FakeGeo(int(time.time()) - 86400))  # type: ignore[attr-defined]
+    backend.on_reloaded(True, "files changed")
+    assert backend.status()["geoip"]["stale"] is False
+    assert [r.levelname for r in caplog.records if r.name == "geodns.geoip"] == ["INFO"]
