@@ -97,6 +97,7 @@ class ServerBackend:
         self._geo_db: object = None
         self.host = socket.gethostname()
         self.started = metrics.started
+        self._dnstap_config = server.config.dnstap  # what the writer was started with
         # The initial load is the first reload: counted, shown, and its GeoIP database
         # logged, like every later one.
         self.on_reloaded(True, "start")
@@ -218,6 +219,8 @@ class ServerBackend:
                      extra=event("reload", ok=True, reason=reason, zones=serials))
             self.sync_health()
             self._geo_changed()
+            if srv.config.dnstap != self._dnstap_config:
+                log.warning("reload: [dnstap] changed; it takes effect at the next restart")
         else:
             problems = list(srv.last_reload_error)
             server_log.error("%s (%s) failed; still serving the previous zones and config",

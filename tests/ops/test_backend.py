@@ -199,3 +199,15 @@ def test_geoip_database_is_logged_exposed_and_warned_about(
     backend.on_reloaded(True, "files changed")
     assert backend.status()["geoip"]["stale"] is False
     assert [r.levelname for r in caplog.records if r.name == "geodns.geoip"] == ["INFO"]
+
+
+def test_a_dnstap_change_at_reload_is_flagged_as_needing_a_restart(
+        caplog: pytest.LogCaptureFixture) -> None:
+    server = FakeServer()
+    backend = ServerBackend(server, Metrics(process=False))
+    backend.on_reloaded(True, "SIGHUP")
+    assert "dnstap" not in caplog.text
+    server.config = parse_config(CONFIG + '\n[dnstap]\nfile = "/tmp/x.dnstap"\n',
+                                 "geodns.toml")
+    backend.on_reloaded(True, "SIGHUP")
+    assert "[dnstap] changed; it takes effect at the next restart" in caplog.text
