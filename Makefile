@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 DEB_PKGS := bind9-dnsutils knot dnsperf nsd chromium
 DEB_CMDS := dig knotd dnsperf nsd chromium
 CONFIG ?= geodns.toml
+# Every install pins to the versions the suite passed with (see constraints.txt).
+PIP_INSTALL := $(BIN)/pip install -q -c constraints.txt
 LISTEN ?= --listen 127.0.0.1:5353 --listen [::1]:5353
 
 .PHONY: run demo test venv deps-test debs lint bench bench-debs clean
@@ -13,18 +15,18 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e .
 	touch $@
 
-$(VENV)/.installed-test: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: $(BIN)/python pyproject.toml constraints.txt
+	$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/geodns serve --zones zones $(if $(wildcard $(CONFIG)),--config $(CONFIG)) $(LISTEN)
+	$(BIN)/geodns serve --zones zones $(if $(wildcard $(CONFIG)),--config $(CONFIG),--no-config) $(LISTEN)
 
 # Local HTTP backends stand in for the example POPs' health endpoints; kill one and
 # watch answers move with dig (see README "Failover demo").

@@ -1,4 +1,8 @@
-"""Command line: `geodns serve`, `geodns check`, `geodns explain`."""
+"""Command line: `geodns serve`, `geodns check`, `geodns explain` (and `simulate`).
+
+Every command finds its config the same way (``--config``, else ``./geodns.toml``,
+see :mod:`geodns.config.discover`) and says which one it uses.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,6 @@ import argparse
 import asyncio
 import ipaddress
 import logging
-import os
 import sys
 from collections.abc import Sequence
 
@@ -15,14 +18,18 @@ import dns.name
 import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
+from geodns.config.discover import ConfigChoice, find_config
 from geodns.health.overrides import OverrideRule, parse_overrides
 from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
+from geodns.logs import FORMATS, LEVELS, event, setup_logging
 from geodns.ops.control import is_loopback
+from geodns.ops.geoip import describe_record, read_info
 from geodns.ops.simulate import scenario_snapshot
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
 from geodns.server import ServeOptions, Server, parse_listen
+from geodns.service import Service, check_user, version
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, read_zone_dir
 
@@ -30,13 +37,23 @@ DEFAULT_LISTEN = ["127.0.0.1:5353", "[::1]:5353"]
 DEFAULT_ZONES = "zones"
 
 
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--config", metavar="FILE",
+                   help="config file (default: ./geodns.toml when it exists)")
+    g.add_argument("--no-config", action="store_true",
+                   help="ignore ./geodns.toml: zones only, no pools")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="geodns", description="Authoritative GeoDNS server")
+    p.add_argument("--version", action="version", version=f"geodns {version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="answer DNS queries")
-    s.add_argument("--config", help="geodns.toml")
-    s.add_argument("--zones", help=f"zone files directory (default {DEFAULT_ZONES})")
+    _config_flags(s)
+    s.add_argument("--zones", help="zone files directory (default: the config's "
+                   f"server.zones, else {DEFAULT_ZONES})")
     s.add_argument("--listen", action="append", metavar="ADDR:PORT",
                    help="UDP+TCP listener, repeatable; IPv6 as [addr]:port "
                         f"(default {' '.join(DEFAULT_LISTEN)})")
@@ -48,11 +65,19 @@ def _parser() -> argparse.ArgumentParser:
                         "127.0.0.1:8053; 'off' disables)")
     s.add_argument("--watch-interval", type=float, default=1.0,
                    help="seconds between zone directory polls (default 1)")
-    s.add_argument("--log-level", default="info")
+    s.add_argument("--log-level", default="info", type=str.lower, choices=LEVELS,
+                   help="(default info)")
+    s.add_argument("--log-format", default="text", choices=FORMATS,
+                   help="text (default) or json: one JSON object per line, with stable "
+                        "keys for events (reloads, health changes, control writes)")
+    s.add_argument("--user", metavar="NAME",
+                   help="started as root: switch to this user once the DNS sockets are "
+                        "bound (see contrib/systemd for running without root at all)")
 
     c = sub.add_parser("check", help="validate zones (and config) offline")
-    c.add_argument("--config", help="geodns.toml")
-    c.add_argument("--zones", help=f"zone files directory (default {DEFAULT_ZONES})")
+    _config_flags(c)
+    c.add_argument("--zones", help="zone files directory (default: the config's "
+                   f"server.zones, else {DEFAULT_ZONES})")
 
     sub.add_parser("simulate", help="what-if traffic shares per POP (see geodns simulate -h)",
                    add_help=False)
@@ -62,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("type", nargs="?", default="A", help="A or AAAA (default A)")
     e.add_argument("--client", required=True,
                    help="client address or ECS prefix, e.g. 81.2.69.160 or 81.2.69.0/24")
-    e.add_argument("--config", help="geodns.toml (default ./geodns.toml if present)")
+    _config_flags(e)
     e.add_argument("--zones", help="zone files directory (default from the config)")
     e.add_argument("--down", action="append", default=[], metavar="POP",
                    help="treat this POP (or POP/ADDRESS) as down: what-if, repeatable")
@@ -75,6 +100,13 @@ def _load_store(zones_dir: str) -> ZoneStore:
 
 def _config(path: str | None) -> Config:
     return load_config(path) if path else Config.default()
+
+
+def _choose_config(args: argparse.Namespace) -> ConfigChoice:
+    """Resolve --config / ./geodns.toml once; later steps read ``args.config``."""
+    choice = find_config(args.config, args.no_config)
+    args.config = choice.path
+    return choice
 
 
 def _zones_dir(args: argparse.Namespace, config: Config) -> str:
@@ -106,6 +138,8 @@ def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    """Problems on stdout (one ``file:line: problem`` each), the verdicts on stderr."""
+    print(_choose_config(args).describe(), file=sys.stderr)
     try:
         config, store = _load_all(args)
     except Problems as exc:
@@ -120,14 +154,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     if args.config:
         print(f"{args.config}: ok: {len(config.pops)} POPs, {len(config.pools)} pools, "
               f"{len(config.checks)} checks", file=sys.stderr)
+    if config.pools:
+        _print_geoip(config)
+    print(f"zones: {_zones_dir(args, config)}", file=sys.stderr)
     for origin, serial in sorted(store.serials().items()):
         print(f"{origin} serial {serial}: ok", file=sys.stderr)
     return 0
 
 
+def _print_geoip(config: Config) -> None:
+    """The database's type and age; a warning (not a failure) when it is too old."""
+    try:
+        info = read_info(config.geoip.database, config.geoip.max_age_days)
+    except Exception as exc:  # geoip_problems already opened it; be safe anyway
+        print(f"geoip: cannot read metadata of {config.geoip.database}: {exc}",
+              file=sys.stderr)
+        return
+    desc = f" ({info.description})" if info.description else ""
+    print(f"geoip: {info.describe()}{desc}", file=sys.stderr)
+    warning = info.warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+
+
 def cmd_explain(args: argparse.Namespace) -> int:
-    if args.config is None and os.path.exists("geodns.toml"):
-        args.config = "geodns.toml"
+    print(_choose_config(args).describe(), file=sys.stderr)
     try:
         config, store = _load_all(args)
     except Problems as exc:
@@ -161,6 +212,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
                                          snapshot).lines():
         print(line)
+    for line in describe_record(config.geoip.database, args.client):
+        print(line)
     print("health: checks are not run offline (real state shown as up); forced states come "
           "from the admin-state file" + (" and --down" if args.down else ""))
     return 0
@@ -176,14 +229,24 @@ def _offline_health(config: Config, down: list[str]) -> HealthSnapshot:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     log = logging.getLogger("geodns")
     try:
         flags = [parse_listen(x) for x in args.listen or ()]
     except ValueError as exc:
         print(f"geodns: {exc}", file=sys.stderr)
         return 2
+    account = None
+    if args.user is not None:
+        try:
+            account = check_user(args.user)
+        except ValueError as exc:
+            print(f"geodns: {exc}", file=sys.stderr)
+            return 1
+    choice = _choose_config(args)
+    log.info("geodns %s starting; %s", version(), choice.describe(),
+             extra=event("start", version=version(), config=choice.path,
+                         config_source=choice.how))
     try:
         config, store = _load_all(args)
     except Problems as exc:
@@ -219,7 +282,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     opts = ServeOptions(zones_dir=zones_dir, listen=listen, config_path=args.config,
                         http=http, http_token=config.server.http_token,
                         udp_size=args.udp_size or config.server.udp_size, tcp=tcp,
-                        watch_interval=args.watch_interval)
+                        watch_interval=args.watch_interval, service=Service(account))
     try:
         import uvloop
         uvloop.install()
@@ -234,8 +297,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     try:
         asyncio.run(server.run())
-    except OSError as exc:
-        print(f"geodns: cannot listen: {exc}", file=sys.stderr)
+    except OSError as exc:  # a BindError names the address and what to do
+        print(f"geodns: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:  # e.g. a non-loopback control listener without a token
         print(f"geodns: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdatatype import RdataType as T
 
-from geodns.ops.metrics import Metrics
+from geodns.ops.metrics import LATENCY_EVERY, Metrics
 from geodns.ops.querylog import QueryLog
 from geodns.select.types import Selection
 from geodns.wire import decode as wd
@@ -102,6 +102,14 @@ class Handler:
         self.qlog = qlog
         self._sel: tuple[str, Selection] | None = None  # last DYNA decision (pool, selection)
         self._cacheable = False  # may the answer being built go to the packet cache?
+        self._lat_left = LATENCY_EVERY  # [operator hook] uncached queries until one is timed
+
+    # [operator hook: dnstap, geodns/ops/dnstap.py] Wraps handle() on this instance, so
+    # the packet-cache path is covered too and nothing runs when dnstap is off. Install
+    # it before the listeners exist (they look up handler.handle).
+    def tap(self, wrap: Callable[[Callable[[bytes, str, bool], bytes | None]],
+                                 Callable[[bytes, str, bool], bytes | None]]) -> None:
+        self.handle = wrap(self.handle)  # type: ignore[method-assign,assignment]
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         st = self.state
@@ -110,7 +118,9 @@ class Handler:
             hit = st.packets[tcp].get(data[2:])
             if hit is not None:
                 return self._replay(st, data, hit, tcp)
-        t0 = perf_counter() if qlog is not None else 0.0
+        self._lat_left -= 1  # [operator hook] latency histogram: 1 in LATENCY_EVERY timed
+        timed = self._lat_left <= 0
+        t0 = perf_counter() if qlog is not None or timed else 0.0
         self._sel = None
         self._cacheable = True
         try:
@@ -130,6 +140,9 @@ class Handler:
         rcode = resp[3] & 15
         if m is not None:
             m.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
+            if timed:  # [operator hook] latency histogram
+                self._lat_left = LATENCY_EVERY
+                m.latency(perf_counter() - t0)
         if qlog is not None:
             self._log(qlog, q, client, resp, t0)
         elif self._cacheable and not q.error:

@@ -20,10 +20,12 @@ from geodns.listeners.tcp import TCPConnections, TCPLimits
 from geodns.listeners.udp import UDPProtocol
 from geodns.ops.backend import ServerBackend
 from geodns.ops.control import start_control, stop_control
+from geodns.ops.dnstap import Dnstap
 from geodns.ops.metrics import Metrics
 from geodns.ops.querylog import QueryLog
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check
+from geodns.service import Service, bind_error, version
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
 
@@ -52,6 +54,7 @@ class ServeOptions:
     watch_interval: float = 1.0
     http: Endpoint | None = None  # control API / metrics listener
     http_token: str | None = None
+    service: Service | None = None  # [operator hook] sd_notify, --user (geodns/service.py)
 
 
 def _socket(host: str, port: int, kind: int) -> socket.socket:
@@ -62,7 +65,12 @@ def _socket(host: str, port: int, kind: int) -> socket.socket:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
     if kind == socket.SOCK_DGRAM:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:  # [operator hook] name the address and the fix (service.py)
+        sock.close()
+        raise bind_error(exc, host, port, "udp" if kind == socket.SOCK_DGRAM else "tcp") \
+            from None
     sock.setblocking(False)
     return sock
 
@@ -101,7 +109,7 @@ class Server:
         self.runtime = Runtime.load(self.config, self.health)
         self.monitor = HealthMonitor(self.config, on_change=self._health_changed)
         self.health.snapshot = self.monitor.snapshot
-        self.metrics = Metrics()
+        self.metrics = Metrics(version=version())
         ql = self.config.querylog
         self.qlog = QueryLog(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
                              queue_size=ql.queue, metrics=self.metrics) if ql.path else None
@@ -109,7 +117,13 @@ class Server:
                                on_answer=self.metrics.on_answer, metrics=self.metrics,
                                qlog=self.qlog)
         self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
-        self.backend = ServerBackend(self, self.metrics, self.monitor)
+        # [operator hooks] service manager / privileges, and dnstap (wraps handler.handle)
+        self.service = opts.service or Service()
+        self.dnstap = Dnstap(self.config.dnstap, self.metrics, f"geodns {version()}") \
+            if self.config.dnstap.enabled else None
+        if self.dnstap is not None:
+            self.handler.tap(self.dnstap.wrap)
+        self.backend = ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap)
         self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
         self.transports: list[asyncio.BaseTransport] = []
@@ -169,6 +183,7 @@ class Server:
     async def reload(self, reason: str) -> bool:
         """Build complete new zones, config and selector and swap them in, or keep the old."""
         async with self.reload_lock:
+            self.service.reloading()  # [operator hook] sd_notify RELOADING=1
             loop = asyncio.get_running_loop()
             try:
                 config = await loop.run_in_executor(None, self._load_config)
@@ -188,18 +203,17 @@ class Server:
             self.config, self.runtime = config, runtime
             self._install(self.make_state(store, runtime))
             self.monitor.update_config(config)
-            self.backend.on_reloaded(True)
             self.last_reload_error = []
-            serials = ", ".join(f"{z} {s}" for z, s in sorted(store.serials().items()))
-            log.info("reload (%s): serving %d zones: %s", reason, len(store.zones), serials)
+            self.backend.on_reloaded(True, reason)  # [operator hook] logs the reload event
+            self.service.reloaded(True, f"serving {len(store.zones)} zones")
             return True
 
     def _reload_failed(self, reason: str, problems: list[str]) -> bool:
         self.last_reload_error = problems
         for problem in problems:
             log.error("%s", problem)
-        log.error("reload (%s) failed; still serving the previous zones and config", reason)
-        self.backend.on_reloaded(False)
+        self.backend.on_reloaded(False, reason)  # [operator hook] logs the reload event
+        self.service.reloaded(False, f"serving {len(self.store.zones)} zones")
         return False
 
     def _watched(self) -> list[str]:
@@ -241,6 +255,7 @@ class Server:
 
     async def run(self) -> None:
         await self.start()
+        self.service.bound()  # [operator hook] --user: drop root now that DNS is bound
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP,
                                 lambda: loop.create_task(self.reload("SIGHUP")))
@@ -251,18 +266,24 @@ class Server:
         if self.qlog is not None:
             await self.qlog.start()
             log.info("query log: %s (sample %s)", self.qlog.path, self.qlog.sample_rate)
+        if self.dnstap is not None:  # [operator hook]
+            await self.dnstap.start()
         http = self.opts.http
         if http is not None:
             self.control = await start_control(self.backend, http[0], http[1],
                                                self.opts.http_token)
         log.info("geodns ready: %d zones", len(self.store.zones))
+        self.service.ready(f"serving {len(self.store.zones)} zones")  # [operator hook]
         await self.stopping.wait()
+        self.service.stopping()  # [operator hook] sd_notify STOPPING=1
         watcher.cancel()
         await self.monitor.stop()
         if self.control is not None:
             await stop_control(self.control)
         if self.qlog is not None:
             await self.qlog.stop()
+        if self.dnstap is not None:  # [operator hook]
+            await self.dnstap.stop()
         await self.close()
 
     async def close(self) -> None:

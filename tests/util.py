@@ -422,6 +422,10 @@ def geodns_server(
     # The control listener defaults to 127.0.0.1:8053; tests get a random port instead
     # (ServerProcess.control_port() reads it from the log) so servers never collide.
     http_args = () if "--http" in extra_args else ("--http", f"{LOCALHOST}:0")
+    # Without --config, serve would pick up ./geodns.toml (the repo's: tests run from
+    # the checkout); these servers are zones-only unless a test passes a config.
+    if "--config" not in extra_args and "--no-config" not in extra_args:
+        http_args = (*http_args, "--no-config")
 
     def argv(port: int) -> list[str]:
         return geodns_cmd(

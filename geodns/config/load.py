@@ -14,6 +14,7 @@ from geodns.config.model import (
     Check,
     Config,
     ConfigError,
+    DnstapConfig,
     ExplainConfig,
     GeoIPConfig,
     Pool,
@@ -23,11 +24,19 @@ from geodns.config.model import (
     default_geoip_database,
 )
 from geodns.config.pools import _pool, _PoolCtx, _pop
-from geodns.config.sections import _admin, _check, _explain, _geoip, _querylog, _server
+from geodns.config.sections import (
+    _admin,
+    _check,
+    _dnstap,
+    _explain,
+    _geoip,
+    _querylog,
+    _server,
+)
 from geodns.config.validator import _Validator
 
-_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "pops", "pools",
-                    "checks")
+_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "dnstap", "pops",
+                    "pools", "checks")
 
 
 def parse_config(text: str, path: str | Path) -> Config:
@@ -52,6 +61,7 @@ def parse_config(text: str, path: str | Path) -> Config:
     explain = _explain(v, data["explain"]) if "explain" in data else ExplainConfig()
     admin = _admin(v, data["admin"]) if "admin" in data else AdminConfig()
     querylog = _querylog(v, data["querylog"]) if "querylog" in data else QueryLogConfig()
+    dnstap = _dnstap(v, data["dnstap"]) if "dnstap" in data else DnstapConfig()
 
     checks: dict[str, Check] = {}
     raw_checks = v.table(data.get("checks", {}), ("checks",)) or {}
@@ -79,7 +89,7 @@ def parse_config(text: str, path: str | Path) -> Config:
         server=server, geoip=geoip, explain=explain, admin=admin,
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
-        source=Path(path), querylog=querylog,
+        source=Path(path), querylog=querylog, dnstap=dnstap,
     )
 
 

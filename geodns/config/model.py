@@ -56,11 +56,16 @@ class ServerConfig:
     http_token: str | None = None  # bearer token; required for a non-loopback listener
 
 
+DEFAULT_GEOIP_MAX_AGE_DAYS: Final = 45  # MaxMind ships weekly, DB-IP monthly: 45 has slack
+
+
 @dataclass(frozen=True, slots=True)
 class GeoIPConfig:
-    """``[geoip]``: the mmdb file (defaults to the packaged GeoLite2-City)."""
+    """``[geoip]``: the mmdb file (defaults to the packaged GeoLite2-City) and how old
+    its build may be before we warn (0: never warn)."""
 
     database: Path
+    max_age_days: int = DEFAULT_GEOIP_MAX_AGE_DAYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +100,21 @@ class QueryLogConfig:
     max_bytes: int = 100 * 1024 * 1024
     keep: int = 5
     queue: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class DnstapConfig:
+    """``[dnstap]``: optional dnstap output to a file or a collector's Unix socket."""
+
+    file: Path | None = None
+    socket: Path | None = None
+    sample: float = 1.0
+    queue: int = 10_000
+    identity: str | None = None  # default: the host name
+
+    @property
+    def enabled(self) -> bool:
+        return self.file is not None or self.socket is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +217,7 @@ class Config:
     checks: Mapping[str, Check]
     source: Path | None = None
     querylog: QueryLogConfig = field(default_factory=QueryLogConfig)
+    dnstap: DnstapConfig = field(default_factory=DnstapConfig)
 
     @classmethod
     def default(cls) -> Config:

@@ -1,5 +1,5 @@
 """Parsers for the sections that stand alone: [server], [geoip], [explain], [admin],
-[querylog] and [checks.*].  Each records its problems and still returns something
+[querylog], [dnstap] and [checks.*].  Each records its problems and still returns something
 (defaults, or None) so the rest of the file is checked in the same run.
 """
 
@@ -13,8 +13,10 @@ from typing import Any, Final
 
 from geodns.config.model import (
     CHECK_TYPES,
+    DEFAULT_GEOIP_MAX_AGE_DAYS,
     AdminConfig,
     Check,
+    DnstapConfig,
     ExplainConfig,
     GeoIPConfig,
     HostPort,
@@ -101,13 +103,16 @@ def _geoip(v: _Validator, raw: object) -> GeoIPConfig:
     tbl = v.table(raw, path)
     if tbl is None:
         return GeoIPConfig(default_geoip_database())
-    v.keys(tbl, path, ("database",))
+    v.keys(tbl, path, ("database", "max_age_days"))
+    age = v.number(tbl, "max_age_days", path, DEFAULT_GEOIP_MAX_AGE_DAYS, 0, 36500,
+                   integer=True)
+    max_age = age if age is not None else DEFAULT_GEOIP_MAX_AGE_DAYS
     db = v.path_value(tbl, "database", path)
     if db is None:
-        return GeoIPConfig(default_geoip_database())
+        return GeoIPConfig(default_geoip_database(), max_age)
     if not db.is_file():
         v.error((*path, "database"), f"no such file: {db}")
-    return GeoIPConfig(db)
+    return GeoIPConfig(db, max_age)
 
 
 def _explain(v: _Validator, raw: object) -> ExplainConfig:
@@ -157,6 +162,29 @@ def _querylog(v: _Validator, raw: object) -> QueryLogConfig:
         keep=keep if keep is not None else d.keep,
         queue=queue if queue is not None else d.queue,
     )
+
+
+def _dnstap(v: _Validator, raw: object) -> DnstapConfig:
+    d = DnstapConfig()
+    path: KeyPath = ("dnstap",)
+    tbl = v.table(raw, path)
+    if tbl is None:
+        return d
+    v.keys(tbl, path, ("file", "socket", "sample", "queue", "identity"))
+    file = v.path_value(tbl, "file", path)
+    sock = v.path_value(tbl, "socket", path)
+    if file is not None and sock is not None:
+        v.error((*path, "socket"), "set either file or socket, not both")
+        sock = None
+    elif file is None and sock is None and "file" not in tbl and "socket" not in tbl:
+        v.error(path, "needs file = \"PATH\" (a dnstap file) or socket = \"PATH\" (a "
+                "collector's Unix socket)")
+    sample = v.number(tbl, "sample", path, d.sample, 0, 1)
+    queue = v.number(tbl, "queue", path, d.queue, 1, 10**7, integer=True)
+    identity = v.string(tbl, "identity", path, None)
+    return DnstapConfig(file=file, socket=sock,
+                        sample=float(sample) if sample is not None else d.sample,
+                        queue=queue if queue is not None else d.queue, identity=identity)
 
 
 def _check(v: _Validator, name: str, raw: object) -> Check | None:

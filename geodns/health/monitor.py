@@ -35,6 +35,7 @@ from geodns.health.checks import ProbeResult, check_port, make_session, run_chec
 from geodns.health.overrides import OverrideRule, Overrides
 from geodns.health.snapshot import HealthKey, HealthSnapshot, State, key_label
 from geodns.health.tracker import Tracker
+from geodns.logs import event
 
 __all__ = [
     "JITTER",
@@ -324,7 +325,11 @@ class HealthMonitor:
             log.log(level, "health state change target=%s old=%s new=%s reason=%s "
                     "latency_ms=%d check=%s probe=%s", key_label(key), old, new,
                     _quote(result.reason), result.latency_ms, spec.check.name,
-                    _hostport(spec.address, spec.port))
+                    _hostport(spec.address, spec.port),
+                    extra=event("health_change", target=key_label(key), old=old, new=new,
+                                reason=result.reason, latency_ms=result.latency_ms,
+                                check=spec.check.name,
+                                probe=_hostport(spec.address, spec.port)))
         self._publish()
 
     # --- publishing ---------------------------------------------------------------
@@ -359,7 +364,11 @@ class HealthMonitor:
             rule = self._rule_for(key, after)
             log.info("health override target=%s old=%s new=%s real=%s%s", key_label(key),
                      before or "none", after or "none", self._real_of(key),
-                     f" rule={_quote(rule.describe())} source={rule.source}" if rule else "")
+                     f" rule={_quote(rule.describe())} source={rule.source}" if rule else "",
+                     extra=event("health_override", target=key_label(key),
+                                 old=before, new=after, real=self._real_of(key),
+                                 rule=rule.describe() if rule else None,
+                                 source=rule.source if rule else None))
         self._forced = dict(forced)
 
     def _rule_for(self, key: HealthKey, state: State | None) -> OverrideRule | None:

@@ -33,8 +33,10 @@ from aiohttp import web
 
 from geodns.health.overrides import format_time, match_targets, parse_pattern, parse_until
 from geodns.health.snapshot import STATES, key_label
+from geodns.logs import event
 from geodns.ops.metrics import CONTENT_TYPE, Metrics
 from geodns.ops.page import render_page
+from geodns.service import bind_error
 
 __all__ = [
     "ANSWER_WINDOW_MINUTES",
@@ -139,7 +141,10 @@ async def _guard(request: web.Request,
         if (token is None or scheme.lower() != "bearer"
                 or not hmac.compare_digest(value.strip().encode(), token.encode())):
             log.warning("control: %s %s from %s refused: missing or wrong bearer token",
-                        request.method, request.path, _client(request))
+                        request.method, request.path, _client(request),
+                        extra=event("control", action="refused", client=_client(request),
+                                    method=request.method, path=request.path,
+                                    why="token"))
             return web.json_response({"ok": False, "error": "unauthorized: send "
                                       "'Authorization: Bearer <token>'"}, status=401,
                                      headers={"WWW-Authenticate": "Bearer"})
@@ -153,7 +158,10 @@ async def _guard(request: web.Request,
             netloc = urlsplit(origin).netloc
             if netloc.lower() != request.host.lower():
                 log.warning("control: %s %s from %s refused: cross-site Origin %s",
-                            request.method, request.path, _client(request), origin)
+                            request.method, request.path, _client(request), origin,
+                            extra=event("control", action="refused",
+                                        client=_client(request), method=request.method,
+                                        path=request.path, why="origin"))
                 return _error(403, f"cross-site request from Origin {origin!r} refused")
         elif origin == "null":
             return _error(403, "requests from an opaque Origin are refused")
@@ -180,7 +188,11 @@ def status_data(backend: ControlBackend, minutes: int = ANSWER_WINDOW_MINUTES,
     data = dict(backend.status())
     m = backend.metrics
     m.tick()
-    history = m.per_minute()[-max(1, minutes):]
+    minutes_seen = m.per_minute()  # closed minutes oldest first, then the current one
+    history = minutes_seen[-max(1, minutes):]
+    # Sparklines show closed minutes only: a partial current minute always looks like a
+    # drop and would make every line slope down at its right end.
+    closed = minutes_seen[:-1][-max(1, minutes):]
     counts: dict[str, int] = {}
     for _, minute in history:
         for pop, n in minute.items():
@@ -197,7 +209,7 @@ def status_data(backend: ControlBackend, minutes: int = ANSWER_WINDOW_MINUTES,
         "pops": {p: {"count": counts.get(p, 0),
                      "share": counts.get(p, 0) / total if total else 0.0,
                      "qps": counts.get(p, 0) / covered,
-                     "series": [minute.get(p, 0) for _, minute in history]}
+                     "series": [minute.get(p, 0) for _, minute in closed]}
                  for p in names},
     }
     data["recent_changes"] = backend.recent_changes()[:50]
@@ -227,13 +239,16 @@ async def _get_metrics(request: web.Request) -> web.Response:
 
 async def _post_reload(request: web.Request) -> web.Response:
     backend = _backend(request)
-    log.info("control: reload requested by %s", _client(request))
+    client = _client(request)
+    log.info("control: reload requested by %s", client)
     ok, problems = await backend.reload()
     if ok:
-        log.info("control: reload by %s succeeded", _client(request))
+        log.info("control: reload by %s succeeded", client,
+                 extra=event("control", action="reload", client=client, ok=True))
         return web.json_response({"ok": True, "problems": []})
-    log.warning("control: reload by %s failed (%d problems)", _client(request),
-                len(problems))
+    log.warning("control: reload by %s failed (%d problems)", client, len(problems),
+                extra=event("control", action="reload", client=client, ok=False,
+                            problems=len(problems)))
     return web.json_response({"ok": False, "error": "reload failed; still serving the "
                               "previous zones and config", "problems": problems},
                              status=422)
@@ -306,7 +321,9 @@ async def _put_override(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     until_text = format_time(until) if until is not None else None
     log.info("control: override %s %s%s set by %s", pattern, state,
-             f" until {until_text}" if until_text else "", _client(request))
+             f" until {until_text}" if until_text else "", _client(request),
+             extra=event("control", action="override_set", client=_client(request),
+                         target=pattern, state=state, until=until_text))
     return web.json_response({"ok": True, "target": pattern, "state": state,
                               "until": until_text, "matches": matched})
 
@@ -324,7 +341,9 @@ async def _delete_override(request: web.Request) -> web.Response:
         return _error(400, str(exc))
     if not had:
         return _error(404, f"no override for {pattern!r}")
-    log.info("control: override %s cleared by %s", pattern, _client(request))
+    log.info("control: override %s cleared by %s", pattern, _client(request),
+             extra=event("control", action="override_clear", client=_client(request),
+                         target=pattern))
     return web.json_response({"ok": True, "target": pattern})
 
 
@@ -385,6 +404,9 @@ async def start_control(backend: ControlBackend, host: str, port: int,
     site = web.TCPSite(runner, host, port, reuse_address=True)
     try:
         await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise bind_error(exc, host, port, "control API") from None
     except BaseException:
         await runner.cleanup()
         raise

@@ -14,6 +14,8 @@ one), so tests and several servers in one process do not collide.
 
 from __future__ import annotations
 
+import bisect
+import platform
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -21,12 +23,19 @@ from typing import Final, Protocol
 
 import dns.rcode
 import dns.rdatatype
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 __all__ = [
     "CONTENT_TYPE",
+    "LATENCY_BUCKETS",
+    "LATENCY_EVERY",
     "NO_POP",
     "AnswerHistory",
     "Metrics",
@@ -37,6 +46,12 @@ __all__ = [
 # What generate_latest() emits (text format 0.0.4), whatever the library's "latest" is.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 NO_POP: Final = "none"  # answers label for NODATA/SERVFAIL selections (no POP chosen)
+HEALTH_STATES: Final = ("up", "drain", "down")
+# Query latency: the handler times 1 in LATENCY_EVERY queries that miss the packet cache
+# (a hit is a dictionary lookup and a copy: timing it would cost more than it measures).
+LATENCY_EVERY: Final = 32
+LATENCY_BUCKETS: Final = (0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
+                          0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 
 # qtypes that get their own label; anything else is "other" so a client sending
 # every one of the 65536 types cannot blow up the label cardinality.
@@ -129,7 +144,8 @@ class Metrics:
     """
 
     def __init__(self, *, history_minutes: int = 15,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, version: str = "unknown",
+                 process: bool = True) -> None:
         self.queries: defaultdict[tuple[str, int | str, int | str], int] = defaultdict(int)
         self.answers: defaultdict[tuple[str, str], int] = defaultdict(int)
         self.health_states: dict[str, str] = {}  # target ("fra", "fra/192.0.2.20") -> state
@@ -146,11 +162,22 @@ class Metrics:
         self._cache_misses_base = 0
         self.querylog_dropped = 0
         self.querylog_written = 0
+        self.dnstap_written = 0
+        self.dnstap_dropped = 0
+        # Sampled latency histogram: bucket counts (the last one is +Inf) and the sum.
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.version = version
+        # GeoIP database in use: (type, path, build time) or None (no database open).
+        self.geoip: tuple[str, str, float] | None = None
         self.started = clock()
         self.clock = clock
         self.history = AnswerHistory(history_minutes, clock)
         self.registry = CollectorRegistry()
         self.registry.register(_GeodnsCollector(self))
+        if process:  # process_* (CPU, memory, fds, start time) and python_info
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
 
     # --- hot path --------------------------------------------------------------------
 
@@ -172,6 +199,11 @@ class Metrics:
         else:
             for pop in pops:
                 self.answers[(pool, pop)] += 1
+
+    def latency(self, seconds: float) -> None:
+        """One timed query (sampled by the handler, 1 in LATENCY_EVERY uncached)."""
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
 
     # --- events ----------------------------------------------------------------------
 
@@ -242,7 +274,8 @@ class _GeodnsCollector(Collector):
     def __init__(self, m: Metrics) -> None:
         self.m = m
 
-    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily
+                                  | HistogramMetricFamily]:
         m = self.m
         q = CounterMetricFamily("geodns_queries", "DNS responses sent, by transport, query "
                                 "type and response code.", labels=("transport", "qtype",
@@ -259,12 +292,18 @@ class _GeodnsCollector(Collector):
             a.add_metric((pool, pop), n)
         yield a
 
-        up = GaugeMetricFamily("geodns_health_up", "Effective health state per target (POP "
-                               "or POP/address): 1 up, 0 down or drain; label state has "
-                               "the state.", labels=("target", "state"))
+        up = GaugeMetricFamily("geodns_health_up", "Effective health per target (POP or "
+                               "POP/address): 1 up, 0 down or drained.", labels=("target",))
+        st = GaugeMetricFamily("geodns_health_state", "Effective health state per target: "
+                               "1 for the current state, 0 for the others (every state "
+                               "always present, so series never come and go).",
+                               labels=("target", "state"))
         for target, state in sorted(m.health_states.items()):
-            up.add_metric((target, state), 1.0 if state == "up" else 0.0)
+            up.add_metric((target,), 1.0 if state == "up" else 0.0)
+            for s in HEALTH_STATES:
+                st.add_metric((target, s), 1.0 if state == s else 0.0)
         yield up
+        yield st
 
         lat = GaugeMetricFamily("geodns_health_check_latency_seconds", "Duration of the "
                                 "last health probe per target.", labels=("target",))
@@ -310,6 +349,36 @@ class _GeodnsCollector(Collector):
                                   value=m.querylog_written)
         yield GaugeMetricFamily("geodns_start_time_seconds", "Unix time the metrics (the "
                                 "server) started.", value=m.started)
+        yield CounterMetricFamily("geodns_dnstap_written", "Queries written to dnstap "
+                                  "(AUTH_QUERY + AUTH_RESPONSE each).", value=m.dnstap_written)
+        yield CounterMetricFamily("geodns_dnstap_dropped", "Queries not written to dnstap "
+                                  "(queue full, write error or no collector).",
+                                  value=m.dnstap_dropped)
+
+        info = GaugeMetricFamily("geodns_build_info", "Always 1; the labels say which "
+                                 "geodns and Python are running.",
+                                 labels=("version", "python"))
+        info.add_metric((m.version, platform.python_version()), 1.0)
+        yield info
+
+        hist = HistogramMetricFamily(
+            "geodns_query_duration_seconds", f"Time to build an answer inside geodns (no "
+            f"network), sampled: 1 in {LATENCY_EVERY} queries that miss the packet cache.")
+        cumulative = 0
+        buckets = []
+        for bound, n in zip((*LATENCY_BUCKETS, float("inf")), m.latency_counts, strict=True):
+            cumulative += n
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+        hist.add_metric((), buckets, m.latency_sum)
+        yield hist
+
+        if m.geoip is not None:
+            dbtype, path, built = m.geoip
+            geo = GaugeMetricFamily("geodns_geoip_build_timestamp_seconds", "Build time of "
+                                    "the GeoIP database in use (alert on time() - this).",
+                                    labels=("type", "path"))
+            geo.add_metric((dbtype, path), built)
+            yield geo
 
 
 def _fold(items: Iterable[tuple[tuple[str, ...], int]]) -> list[tuple[tuple[str, ...], int]]:

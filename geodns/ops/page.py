@@ -151,6 +151,44 @@ def _spark(series: Sequence[int], colour: str) -> str:
             f'points="{pts}"/></svg>')
 
 
+def _checked(pop: Mapping[str, Any], real: object) -> str:
+    """What the health check concluded, or that there is no check to conclude anything."""
+    if "check" in pop and not pop.get("check"):
+        return '<span title="no health check configured: always treated as up">no check</span>'
+    return _e(real or "-")
+
+
+def _uptime(seconds: float) -> str:
+    d = max(0, int(seconds))
+    if d < 3600:
+        return f"{d // 60}m {d % 60}s"
+    if d < 86400:
+        return f"{d // 3600}h {d % 3600 // 60}m"
+    return f"{d // 86400}d {d % 86400 // 3600}h"
+
+
+def _server_line(data: Mapping[str, Any]) -> str:
+    """``geodns 0.1.0 on host, up 3h 12m, config /etc/geodns/geodns.toml``"""
+    srv: Mapping[str, Any] = data.get("server") or {}
+    if not srv:
+        return ""
+    parts = [f"geodns {_e(srv.get('version', '?'))} on <b>{_e(srv.get('host', '?'))}</b>"]
+    if isinstance(srv.get("uptime_seconds"), int | float):
+        started = srv.get("started")
+        title = f' title="started {_e(_clock(float(started)))}"' if isinstance(
+            started, int | float) else ""
+        parts.append(f'<span{title}>up {_uptime(float(srv["uptime_seconds"]))}</span>')
+    if srv.get("config"):
+        parts.append(f"config {_e(srv['config'])}")
+    geo: Mapping[str, Any] = data.get("geoip") or {}
+    if geo:
+        cls = "over" if geo.get("stale") else ""
+        parts.append(f'<span class="{cls}" title="{_e(geo.get("path"))}">GeoIP '
+                     f'{_e(geo.get("type"))} built {_e(geo.get("built"))} '
+                     f'({_e(geo.get("age_days"))} days)</span>')
+    return '<span id="server" class="muted">' + " &middot; ".join(parts) + "</span>"
+
+
 def _pops_section(data: Mapping[str, Any]) -> str:
     pops: list[Mapping[str, Any]] = list(data.get("pops") or [])
     answers: Mapping[str, Any] = data.get("answers") or {}
@@ -183,7 +221,7 @@ def _pops_section(data: Mapping[str, Any]) -> str:
             f'data-share="{share:.4f}">'
             f'<td>{_e(name)}</td>'
             f'<td>{_pill(state)}{forced_tag}</td>'
-            f'<td class="muted">{_e(real or "-")}</td>'
+            f'<td class="muted">{_checked(pop, real)}</td>'
             f'<td>{addrs}</td>'
             f'<td><div class="bar{" over" if over else ""}" title="{share * 100:.1f}% of '
             f'answers"><span style="width:{share * 100:.1f}%"></span></div></td>'
@@ -230,8 +268,10 @@ def _reload_section(data: Mapping[str, Any], now: float) -> str:
         ok = bool(lr.get("ok"))
         ts = lr.get("time")
         when = float(ts) if isinstance(ts, int | float) else None
+        what = "initial load" if lr.get("reason") == "start" else lr.get("reason")
         head = (f'{_pill("ok" if ok else "failed", "OK" if ok else "FAILED")} '
-                f'<span title="{_e(_clock(when))}">{_e(_ago(when, now))}</span>')
+                f'<span title="{_e(_clock(when))}">{_e(_ago(when, now))}</span>'
+                + (f' <span class="muted">({_e(what)})</span>' if what else ""))
         items = "".join(f"<li>{_e(p)}</li>" for p in (lr.get("problems") or [])[:10])
         problems = f'<ul class="problems">{items}</ul>' if items else ""
     zrows = "".join(f'<tr><td>{_e(z.get("name"))}</td><td class="num">'
@@ -287,7 +327,8 @@ def render_page(data: Mapping[str, Any], *, now: float | None = None,
     content = (
         f'<div id="content" data-generated="{now:.3f}"><header><h1>geodns</h1>'
         f'<div class="summary" id="summary">{summary or _pill("none", "NO POPS")} '
-        f'{reload_pill}</div><span id="live">rendered {_e(_clock(now))}</span></header>'
+        f'{reload_pill}</div>{_server_line(data)}'
+        f'<span id="live">rendered {_e(_clock(now))}</span></header>'
         f'<main>{_pops_section(data)}{_changes_section(data, now)}'
         f'{_reload_section(data, now)}{_pools_section(data)}{_overrides_section(data)}'
         '</main></div>')

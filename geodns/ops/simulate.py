@@ -31,6 +31,7 @@ from typing import Any, Final, cast
 import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
+from geodns.config.discover import DEFAULT_CONFIG, find_config
 from geodns.geo import GeoDB
 from geodns.health.overrides import OverrideRule, parse_pattern, resolve
 from geodns.health.snapshot import HealthKey, HealthSnapshot, State
@@ -210,6 +211,7 @@ class SimResult:
     scenario_text: str = "nothing changed"
     skipped: dict[str, int] = field(default_factory=dict)
     forced: dict[str, str] = field(default_factory=dict)  # POP -> down/drain (scenario)
+    source: str = ""  # where the clients came from (the chart's title says it)
 
     def pops(self) -> list[str]:
         """POPs in config order, then anything else that got traffic (NO_ANSWER last)."""
@@ -349,23 +351,52 @@ def render_table(r: SimResult) -> str:
     return "\n".join(lines)
 
 
-def plot(r: SimResult, path: str | Path) -> None:
-    """A PNG bar chart: qps per POP now and under the scenario, capacity marked."""
-    import matplotlib
+PLOT_DPI: Final = 200  # sharp on slides and high-density screens
 
+
+def _bar_label(qps: float, cap: float | None) -> str:
+    text = f"{qps:,.0f}" if qps >= 10 or qps == 0 else f"{qps:,.1f}"
+    if cap:
+        text += f"\n{qps / cap:.0%}"
+    return text
+
+
+def plot(r: SimResult, path: str | Path) -> None:
+    """Write :func:`figure` as a PNG at :data:`PLOT_DPI`."""
+    import matplotlib.pyplot as plt
+
+    fig = figure(r)
+    fig.savefig(str(path), format="png", dpi=PLOT_DPI)
+    plt.close(fig)
+
+
+def figure(r: SimResult) -> Any:
+    """The bar chart: qps per POP now and under the scenario, each bar labelled with its
+    qps and % of capacity; over-capacity bars (now or scenario) are red.  ImportError
+    (with the install hint) without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise ImportError("--plot needs matplotlib, an optional extra: "
+                          "pip install 'geodns[plot]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     names = r.pops()
     xs = list(range(len(names)))
     now = [r.now.get(p, 0.0) for p in names]
     then = [r.scenario.get(p, 0.0) for p in names]
-    over = set(r.over("scenario"))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(names) + 2), 4.5), dpi=100)
+    over_now, over_then = set(r.over("now")), set(r.over("scenario"))
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.8 * len(names) + 2), 5.0))
     w = 0.38
-    ax.bar([x - w / 2 for x in xs], now, w, color="#8c959f")
-    colours = ["#cf222e" if p in over else "#0969da" for p in names]
-    ax.bar([x + w / 2 for x in xs], then, w, color=colours)
+    ax.bar([x - w / 2 for x in xs], now, w,
+           color=["#f0b6ba" if p in over_now else "#8c959f" for p in names],
+           edgecolor=["#cf222e" if p in over_now else "none" for p in names],
+           hatch=None, linewidth=1.5)
+    ax.bar([x + w / 2 for x in xs], then, w,
+           color=["#cf222e" if p in over_then else "#0969da" for p in names])
+    top = max([*now, *then, *(c for c in r.capacity.values() if c)], default=1.0) or 1.0
     labelled = False
     for x, p in zip(xs, names, strict=True):
         cap = r.capacity.get(p)
@@ -373,26 +404,32 @@ def plot(r: SimResult, path: str | Path) -> None:
             ax.hlines(cap, x - 0.45, x + 0.45, colors="#1f2328", linestyles="--",
                       linewidth=1.5, label="capacity" if not labelled else "_nolegend_")
             labelled = True
-    from matplotlib.patches import Patch
-
+        for dx, v, over in ((-w / 2, r.now.get(p, 0.0), p in over_now),
+                            (w / 2, r.scenario.get(p, 0.0), p in over_then)):
+            ax.annotate(_bar_label(v, cap), (x + dx, v),
+                        ha="center", va="bottom", fontsize=7.5,
+                        color="#cf222e" if over else "#1f2328",
+                        fontweight="bold" if over else "normal")
+    ax.set_ylim(0, top * 1.3)
     handles: list[Any] = [Patch(color="#8c959f", label="now"),
                           Patch(color="#0969da", label="scenario")]
-    if over:
+    if over_now:
+        handles.append(Patch(facecolor="#f0b6ba", edgecolor="#cf222e",
+                             label="now: over capacity"))
+    if over_then:
         handles.append(Patch(color="#cf222e", label="scenario: over capacity"))
     caps, _ = ax.get_legend_handles_labels()
     handles += caps
-    for x, v in zip(xs, then, strict=True):
-        if r.total:
-            ax.annotate(f"{v / r.total:.0%}", (x + w / 2, v), ha="center", va="bottom",
-                        fontsize=9)
     ax.set_xticks(xs, [f"{p}\n({r.forced[p]})" if p in r.forced else p for p in names])
-    ax.set_ylabel("queries per second")
-    ax.set_title(f"pool {', '.join(r.pools)} ({r.qtype}): {r.scenario_text}", fontsize=11)
-    ax.legend(handles=handles, loc="upper right", frameon=False)
+    ax.set_ylabel("queries per second (labels: qps, % of capacity)")
+    source = f" from {r.source}" if r.source else ""
+    ax.set_title(f"pool {', '.join(r.pools)} ({r.qtype}): {r.scenario_text}\n"
+                 f"total {_fmt_qps(r.total)} qps, {r.clients} clients{source}",
+                 fontsize=11)
+    ax.legend(handles=handles, loc="upper right", frameon=False, fontsize=8)
     ax.spines[["top", "right"]].set_visible(False)
     fig.tight_layout()
-    fig.savefig(str(path), format="png")
-    plt.close(fig)
+    return fig
 
 
 # --------------------------------------------------------------------------- CLI
@@ -403,7 +440,7 @@ def build_parser(prog: str = "geodns simulate") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description="Predict each POP's share of traffic "
                                 "now and with POPs down or drained, using the server's own "
                                 "selection code.")
-    p.add_argument("--config", required=True, help="geodns.toml")
+    p.add_argument("--config", help="config file (default: ./geodns.toml when it exists)")
     p.add_argument("--clients", required=True, help="CSV 'ip_or_prefix,weight' (weight in "
                    "qps) or a JSON-lines query log (1 per line, times --scale)")
     p.add_argument("--down", action="extend", nargs="+", default=[], metavar="TARGET",
@@ -425,6 +462,13 @@ def main(argv: list[str]) -> int:
     """``geodns simulate ...``: 0 done, 1 bad input, 2 usage (argparse)."""
     args = build_parser().parse_args(argv)
     err = sys.stderr
+    choice = find_config(args.config)
+    if choice.path is None:
+        print("geodns simulate: needs a config with pools: --config FILE (or run it where "
+              f"./{DEFAULT_CONFIG} is)", file=err)
+        return 2
+    args.config = choice.path
+    print(choice.describe(), file=err)
     try:
         config = load_config(args.config)
     except ConfigError as exc:
@@ -476,6 +520,7 @@ def main(argv: list[str]) -> int:
         result = simulate(config, Selector(config, geo), clients, scenario=scenario,
                           pool=pool, qtype=qtype, scale=args.scale,
                           scenario_text=", ".join(parts))
+        result.source = str(args.clients)
     finally:
         geo.close()
     if args.json:
@@ -486,8 +531,8 @@ def main(argv: list[str]) -> int:
         try:
             plot(result, args.plot)
         except ImportError:
-            print("geodns simulate: --plot needs matplotlib (pip install matplotlib)",
-                  file=err)
+            print("geodns simulate: --plot needs matplotlib, an optional extra: "
+                  "pip install 'geodns[plot]'", file=err)
             return 1
         except OSError as exc:
             print(f"geodns simulate: cannot write {args.plot}: {exc}", file=err)

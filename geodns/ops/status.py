@@ -58,12 +58,13 @@ def zone_status(serials: Mapping[str, int]) -> list[dict[str, Any]]:
     return [{"name": z, "serial": s} for z, s in sorted(serials.items())]
 
 
-def reload_status(ok: bool | None, when: float | None,
-                  problems: Iterable[str] = ()) -> dict[str, Any] | None:
-    """``last_reload`` for /status (None before the first reload attempt)."""
+def reload_status(ok: bool | None, when: float | None, problems: Iterable[str] = (),
+                  reason: str | None = None) -> dict[str, Any] | None:
+    """``last_reload`` for /status (None before the first attempt; the initial load
+    counts, with reason ``start``)."""
     if ok is None:
         return None
-    return {"ok": ok, "time": when, "problems": list(problems)}
+    return {"ok": ok, "time": when, "problems": list(problems), "reason": reason}
 
 
 def _effective(config: Config, health: HealthSnapshot) -> dict[str, str]:

@@ -13,7 +13,7 @@ import dns.rrset
 from dns.rdatatype import RdataType as T
 
 from geodns.zones.dyna import DYNA_TYPE
-from geodns.zones.load import Record, ZoneFileError
+from geodns.zones.load import Record, ZoneFileError, ns_target_problems
 
 MAX_TTL = 2**31 - 1  # RFC 2181 section 8
 WILDCARD = b"*"
@@ -74,6 +74,8 @@ class Zone:
         self._name_keys = {name_key(n) for n in self.names}
         self._cut_keys = {name_key(n) for n in self.cuts}
         problems += self._validate()
+        # [operator hook] NS targets without addresses, each on its own NS line (load.py)
+        problems += ns_target_problems(origin, records)
         if problems:
             raise ZoneFileError(problems)
         soa = self.nodes[origin][T.SOA]
@@ -141,19 +143,6 @@ class Zone:
                                 f"{self.origin}")
             if rdtype == DYNA_TYPE and name in self.cuts:
                 problems.append(f"{file}:{line}: DYNA at delegation point {name}")
-        for name, node in self.nodes.items():
-            ns = node.get(T.NS)
-            if ns is None:
-                continue
-            file, line = self.lines[(name, T.NS)]
-            for rd in ns:
-                target = rd.target
-                if not target.is_subdomain(self.origin):
-                    continue
-                tnode = self.nodes.get(target, {})
-                if T.A not in tnode and T.AAAA not in tnode:
-                    problems.append(f"{file}:{line}: NS target {target} is inside the zone "
-                                    f"but has no A or AAAA record")
         return problems
 
     # ----------------------------------------------------------------- lookups

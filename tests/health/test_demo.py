@@ -76,3 +76,41 @@ def test_demo_kill_and_revive() -> None:
         assert not workdir.exists(), "the demo left its temporary directory behind"
     finally:
         stop_process(proc)
+
+
+def test_demo_refuses_a_port_another_server_answers_on() -> None:
+    """`make demo` while `make run` is up: say why and stop, instead of watching the
+    other server's answers."""
+    import socket
+
+    import dns.message
+
+    port = free_port()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as other:
+        other.bind(("127.0.0.1", port))
+        other.settimeout(0.1)
+        stop = threading.Event()
+
+        def answer() -> None:  # a DNS server that answers everything with fra's address
+            while not stop.is_set():
+                try:
+                    data, addr = other.recvfrom(4096)
+                except OSError:
+                    continue
+                q = dns.message.from_wire(data)
+                r = dns.message.make_response(q)
+                r.answer.append(dns.rrset.from_text(q.question[0].name, 60, "IN", "A",
+                                                    "192.0.2.20"))
+                other.sendto(r.to_wire(), addr)
+
+        threading.Thread(target=answer, daemon=True).start()
+        try:
+            r = subprocess.run([sys.executable, str(DEMO), "--port", str(port)],
+                               stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                               cwd=REPO_ROOT, timeout=30)
+        finally:
+            stop.set()
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert f"UDP 127.0.0.1:{port} is already in use" in r.stdout, r.stdout
+    assert "make run" in r.stdout and "--port" in r.stdout
+    assert "answering on" not in r.stdout and "backends:" not in r.stdout

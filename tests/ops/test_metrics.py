@@ -67,9 +67,11 @@ def test_health_reload_zone_cache_querylog() -> None:
     m.cache_retired(100, 10)  # a previous State's counts are kept across a reload
     m.querylog_dropped += 4
     s = samples(m)
-    assert s[("geodns_health_up", (("state", "drain"), ("target", "fra")))] == 0
-    assert s[("geodns_health_up", (("state", "up"), ("target", "iad")))] == 1
-    assert s[("geodns_health_up", (("state", "down"), ("target", "fra/192.0.2.21")))] == 0
+    assert s[("geodns_health_up", (("target", "fra"),))] == 0
+    assert s[("geodns_health_up", (("target", "iad"),))] == 1
+    assert s[("geodns_health_up", (("target", "fra/192.0.2.21"),))] == 0
+    assert s[("geodns_health_state", (("state", "drain"), ("target", "fra")))] == 1
+    assert s[("geodns_health_state", (("state", "up"), ("target", "fra")))] == 0
     assert s[("geodns_health_check_latency_seconds", (("target", "fra"),))] == 0.012
     assert ("geodns_health_check_latency_seconds", (("target", "fra/192.0.2.21"),)) not in s
     assert s[("geodns_health_state_changes_total", (("state", "drain"), ("target", "fra")))] == 1
@@ -84,7 +86,7 @@ def test_health_reload_zone_cache_querylog() -> None:
 
     m.replace_health({"iad": "up"})  # config reload dropped fra
     s = samples(m)
-    assert ("geodns_health_up", (("state", "drain"), ("target", "fra"))) not in s
+    assert ("geodns_health_up", (("target", "fra"),)) not in s
     assert ("geodns_health_check_latency_seconds", (("target", "fra"),)) not in s
 
 
@@ -105,11 +107,56 @@ def test_naming_conventions() -> None:
     m.set_health("fra", "up", 0.1)
     m.reloaded(True, {"a.": 1})
     for fam in text_string_to_metric_families(m.render().decode()):
-        assert fam.name.startswith("geodns_")
+        # process_* and python_info are the standard names of prometheus-client's
+        # ProcessCollector and PlatformCollector (what every dashboard expects).
+        assert fam.name.startswith(("geodns_", "process_", "python_"))
         if fam.type == "counter":
             assert all(s.name.endswith("_total") for s in fam.samples)
         assert "_ms" not in fam.name and "milli" not in fam.name
         assert fam.documentation
+
+
+def series(m: Metrics, name: str) -> set[tuple[tuple[str, str], ...]]:
+    return {labels for n, labels in samples(m) if n == name}
+
+
+def test_health_series_never_churn_when_state_changes() -> None:
+    """The state is a value, not a label: a flap changes values, never the series set."""
+    m = Metrics()
+    m.set_health("fra", "up")
+    before = series(m, "geodns_health_up") | series(m, "geodns_health_state")
+    for state in ("down", "drain", "up"):
+        m.health_changed("fra", state)
+        s = samples(m)
+        assert series(m, "geodns_health_up") | series(m, "geodns_health_state") == before
+        assert s[("geodns_health_up", (("target", "fra"),))] == (1 if state == "up" else 0)
+        assert s[("geodns_health_state", (("state", state), ("target", "fra")))] == 1
+        assert sum(v for (n, lab), v in s.items() if n == "geodns_health_state") == 1
+
+
+def test_latency_histogram_build_info_process_and_geoip() -> None:
+    m = Metrics(version="1.2.3")
+    for seconds in (0.000004, 0.00002, 0.00002, 0.003, 5.0):
+        m.latency(seconds)
+    m.geoip = ("GeoLite2-City", "/db.mmdb", 1530653216.0)
+    s = samples(m)
+    name = "geodns_query_duration_seconds"
+    assert s[(f"{name}_bucket", (("le", "5e-06"),))] == 1
+    assert s[(f"{name}_bucket", (("le", "2.5e-05"),))] == 3
+    assert s[(f"{name}_bucket", (("le", "0.005"),))] == 4
+    assert s[(f"{name}_bucket", (("le", "+Inf"),))] == 5
+    assert s[(f"{name}_count", ())] == 5
+    assert abs(s[(f"{name}_sum", ())] - 5.003044) < 1e-9
+    import platform
+
+    assert s[("geodns_build_info", (("python", platform.python_version()),
+                                    ("version", "1.2.3")))] == 1
+    assert s[("process_resident_memory_bytes", ())] > 0
+    assert ("python_info", ()) not in s  # it has labels
+    assert any(n == "python_info" for n, _ in s)
+    assert s[("geodns_geoip_build_timestamp_seconds", (("path", "/db.mmdb"),
+                                                      ("type", "GeoLite2-City")))] == \
+        1530653216.0
 
 
 def test_labels() -> None:

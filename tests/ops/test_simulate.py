@@ -305,3 +305,54 @@ def test_prediction_matches_real_server(tmp_path: Path,
                 served[owner[a]] += c.weight / len(addresses)
     geo.close()
     assert dict(served) == pytest.approx(predicted_now)
+
+
+def test_plot_labels_capacity_marks_title_and_resolution(nets_config: Path, clients_csv: Path,
+                                                         tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="--plot needs the plot extra")
+    import struct
+
+    from geodns.ops.simulate import PLOT_DPI, figure
+
+    path = tmp_path / "chart.png"
+    args = ["--config", str(nets_config), "--clients", str(clients_csv), "--down", "fra"]
+    assert main([*args, "--plot", str(path)]) == 0
+    # Resolution: the PNG says 200 dpi (pHYs, pixels per metre) and is that large.
+    data = path.read_bytes()
+    phys = data.index(b"pHYs")
+    ppm = struct.unpack(">I", data[phys + 4:phys + 8])[0]
+    assert round(ppm * 0.0254) == PLOT_DPI
+    width = struct.unpack(">I", data[16:20])[0]
+    assert width >= 7 * PLOT_DPI
+
+    config = load_config(nets_config)
+    geo = GeoDB.open(config.geoip.database)
+    try:
+        r = simulate(config, Selector(config, geo), read_clients(clients_csv),
+                     scenario=scenario_snapshot(config, down=["fra"]), pool="web",
+                     scenario_text="fra down")
+    finally:
+        geo.close()
+    r.source = "clients.csv"
+    r.capacity["fra"] = 300.0  # over capacity already now
+    fig = figure(r)
+    ax = fig.axes[0]
+    title = ax.get_title()
+    assert "fra down" in title and "total 650.0 qps" in title and "from clients.csv" in title
+    labels = [t.get_text() for t in ax.texts]
+    assert "600\n150%" in labels  # iad under the scenario: qps and % of its 400 capacity
+    assert "400\n133%" in labels  # fra now, over its 300
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "now: over capacity" in legend and "scenario: over capacity" in legend
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(
+        nets_config: Path, clients_csv: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
+    assert main(["--config", str(nets_config), "--clients", str(clients_csv), "--plot",
+                 str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib, an optional extra: pip install 'geodns[plot]'" in err

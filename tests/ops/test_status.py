@@ -49,8 +49,8 @@ def test_pop_and_pool_status() -> None:
     assert zone_status({"b.": 2, "a.": 1}) == [{"name": "a.", "serial": 1},
                                                 {"name": "b.", "serial": 2}]
     assert reload_status(None, None) is None
-    assert reload_status(False, 5.0, ["x:1: bad"]) == {"ok": False, "time": 5.0,
-                                                       "problems": ["x:1: bad"]}
+    assert reload_status(False, 5.0, ["x:1: bad"], "SIGHUP") == {
+        "ok": False, "time": 5.0, "problems": ["x:1: bad"], "reason": "SIGHUP"}
 
 
 def test_change_log_counts_and_orders() -> None:

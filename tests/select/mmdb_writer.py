@@ -85,7 +85,8 @@ class _Data:
 
 
 def write_mmdb(path: Path, networks: list[tuple[str, Any]], ip_version: int = 6,
-               database_type: str = "Test-City", record_size: int = 24) -> Path:
+               database_type: str = "Test-City", record_size: int = 24,
+               build_epoch: int = 1_700_000_000) -> Path:
     """Write ``networks`` (CIDR, record dict) to ``path``; later, longer prefixes win."""
     bits = 128 if ip_version == 6 else 32
     root = _Node()
@@ -159,7 +160,7 @@ def write_mmdb(path: Path, networks: list[tuple[str, Any]], ip_version: int = 6,
         "languages": ["en"],
         "binary_format_major_version": Uint(2, 16),
         "binary_format_minor_version": Uint(0, 16),
-        "build_epoch": Uint(1_700_000_000, 64),
+        "build_epoch": Uint(build_epoch, 64),
         "description": {"en": "geodns test database"},
     }
     path.write_bytes(bytes(tree) + b"\x00" * 16 + data_section + _META_MARKER + encode(meta))

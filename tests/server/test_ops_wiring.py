@@ -124,3 +124,48 @@ def test_reload_via_api_reports_problems(server, tmp_path: Path) -> None:  # typ
     assert www(server.port)[0] == ["192.0.2.20"]  # still serving the last good config
     text = http(port, "GET", "/metrics")[1].decode()
     assert 'geodns_reloads_total{result="failure"}' in text
+
+
+def metric(body: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} (\S+)$", body, re.M)
+    assert m, f"{name} not in /metrics"
+    return float(m.group(1))
+
+
+def test_latency_is_sampled_off_the_packet_cache_and_start_counts_as_reload(
+        tmp_path: Path) -> None:
+    """No query log here, so the packet cache is on: repeats of one query are cache hits
+    and never timed; distinct names miss it and 1 in 32 is timed."""
+    from geodns.ops.metrics import LATENCY_EVERY
+    from tests.util import udp_query
+
+    cfg = tmp_path / "geodns.toml"
+    cfg.write_text((REPO_ROOT / "geodns.toml").read_text().replace(
+        'zones = "zones"', f'zones = "{REPO_ROOT / "zones"}"'))
+    with geodns_server(REPO_ROOT / "zones", ["--config", str(cfg)]) as srv:
+        port = srv.control_port()
+        _, body = http(port, "GET", "/metrics")
+        text = body.decode()
+        assert metric(text, 'geodns_reloads_total{result="success"}') == 1  # the start
+        assert metric(text, "geodns_last_reload_success") == 1
+        assert 'geodns_build_info{python="' in text
+        assert metric(text, "process_resident_memory_bytes") > 0
+        before = metric(text, "geodns_query_duration_seconds_count")
+        cached = make_query("static.example.com", "A").to_wire()
+        for _ in range(5 * LATENCY_EVERY):
+            assert udp_query(srv.port, cached) is not None
+        _, body = http(port, "GET", "/metrics")
+        after_cached = metric(body.decode(), "geodns_query_duration_seconds_count")
+        assert after_cached - before <= 1  # at most the first (uncached) one
+        for i in range(4 * LATENCY_EVERY):
+            assert udp_query(srv.port, make_query(f"n{i}.example.com", "A").to_wire())
+        _, body = http(port, "GET", "/metrics")
+        text = body.decode()
+        timed = metric(text, "geodns_query_duration_seconds_count") - after_cached
+        assert 3 <= timed <= 5
+        assert 0 < metric(text, "geodns_query_duration_seconds_sum") < 1
+        _, status = http(port, "GET", "/status")
+        data = json.loads(status)
+        assert data["last_reload"]["reason"] == "start"
+        assert data["server"]["version"] and data["server"]["uptime_seconds"] >= 0
+        assert data["geoip"]["type"] == "GeoLite2-City" and data["geoip"]["stale"] is True

@@ -48,22 +48,15 @@ def problems(tmp_path: Path, name: str) -> list[str]:
 
 
 def test_every_validation_problem_is_reported_with_its_line(tmp_path: Path) -> None:
-    got = problems(tmp_path, "bad.zone")
-    assert got == [
+    assert problems(tmp_path, "bad.zone") == [
         "bad.zone:8: alias.bad.test. has CNAME (at bad.zone:7) and other data (A)",
         "bad.zone:9: out.example.org. is outside the zone bad.test.",
         "bad.zone:10: bad TTL 4294967295 for big.bad.test. A (maximum 2147483647)",
         "bad.zone:12: dy.bad.test. has DYNA (at bad.zone:11) and other data (TXT)",
+        "bad.zone:13: SOA record for sub.bad.test. is not at the apex bad.test.",
+        # ns2 is named on line 5 (the second NS record), not on the RRset's first line
         "bad.zone:5: NS target ns2.bad.test. is inside the zone but has no A or AAAA record",
-        "bad.zone:13: SOA record for sub.bad.test. is not at the apex bad.test.",
-    ] or sorted(got) == sorted([
-        "bad.zone:8: alias.bad.test. has CNAME (at bad.zone:7) and other data (A)",
-        "bad.zone:9: out.example.org. is outside the zone bad.test.",
-        "bad.zone:10: bad TTL 4294967295 for big.bad.test. A (maximum 2147483647)",
-        "bad.zone:12: dy.bad.test. has DYNA (at bad.zone:11) and other data (TXT)",
-        "bad.zone:4: NS target ns2.bad.test. is inside the zone but has no A or AAAA record",
-        "bad.zone:13: SOA record for sub.bad.test. is not at the apex bad.test.",
-    ])
+    ]
 
 
 def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
@@ -95,14 +88,14 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
                          str(DATA / "golden" / "geodns.toml")], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     # Without a config no pool exists, so the DYNA record is a problem.
-    nopool = subprocess.run([*run, str(DATA / "golden" / "zones")], capture_output=True,
-                            text=True)
+    nopool = subprocess.run([*run, str(DATA / "golden" / "zones"), "--no-config"],
+                            capture_output=True, text=True)
     assert nopool.returncode == 1
     assert nopool.stdout.splitlines() == [
         f"{DATA}/golden/zones/golden.test.zone:14: DYNA at dyn.golden.test. names unknown "
         "pool 'pool-a' (pools: none configured)"]
     (tmp_path / "bad.zone").write_text((DATA / "bad" / "bad.zone").read_text())
-    bad = subprocess.run([*run, str(tmp_path)], capture_output=True, text=True)
+    bad = subprocess.run([*run, str(tmp_path), "--no-config"], capture_output=True, text=True)
     assert bad.returncode == 1
     lines = bad.stdout.splitlines()
     assert len(lines) == 6
