@@ -25,9 +25,10 @@ from geodns.config.model import (
 from geodns.config.pools import _pool, _PoolCtx, _pop
 from geodns.config.sections import _admin, _check, _explain, _geoip, _querylog, _server
 from geodns.config.validator import _Validator
+from geodns.config.xfr import DEFAULT_STATE_DIR, parse_secondary, parse_transfer, parse_tsig
 
 _TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "pops", "pools",
-                    "checks")
+                    "checks", "tsig", "transfer", "secondary")
 
 
 def parse_config(text: str, path: str | Path) -> Config:
@@ -73,6 +74,15 @@ def parse_config(text: str, path: str | Path) -> Config:
         if pool is not None:
             pools[name] = pool
 
+    declared = data.get("tsig", {}) if isinstance(data.get("tsig"), dict) else {}
+    tsig = parse_tsig(v, data["tsig"]) if "tsig" in data else MappingProxyType({})
+    transfer, state_dir = parse_transfer(v, data["transfer"], tsig, declared) \
+        if "transfer" in data else (None, None)
+    secondary = parse_secondary(v, data["secondary"], tsig, declared) \
+        if "secondary" in data else MappingProxyType({})
+    if state_dir is None and (transfer is not None or secondary):
+        state_dir = v.base_dir / DEFAULT_STATE_DIR
+
     if v.problems:
         raise ConfigError(v.messages())
     return Config(
@@ -80,6 +90,7 @@ def parse_config(text: str, path: str | Path) -> Config:
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
         source=Path(path), querylog=querylog,
+        tsig=tsig, transfer=transfer, secondary=secondary, state_dir=state_dir,
     )
 
 
