@@ -116,6 +116,7 @@ class ZoneState:
         self.failures = 0
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None  # fires at expires_at
 
     def served(self) -> Zone | None:
         if self.zone is None:
@@ -156,6 +157,8 @@ class Secondary:
             st = self.zones.pop(origin)
             if st.task is not None:
                 st.task.cancel()
+            if st.timer is not None:
+                st.timer.cancel()
             self._metric_drop(st)
             log.info("secondary zone %s: no longer in the config; not served", origin)
             changed = True
@@ -247,10 +250,23 @@ class Secondary:
 
     def _start(self, st: ZoneState) -> None:
         st.task = asyncio.get_running_loop().create_task(self._run(st))
+        self._arm(st)
+
+    def _arm(self, st: ZoneState) -> None:
+        """Expire on time, whatever a refresh in progress is waiting for."""
+        if st.timer is not None:
+            st.timer.cancel()
+            st.timer = None
+        if self.running and st.zone is not None and not st.expired \
+                and st.expires_at is not None:
+            delay = max(0.0, st.expires_at - self.clock())
+            st.timer = asyncio.get_running_loop().call_later(delay, self._check_expiry, st)
 
     async def stop(self) -> None:
         self.running = False
         tasks = [st.task for st in self.zones.values() if st.task is not None]
+        for st in self.zones.values():
+            self._arm(st)  # not running: cancels the expiry timer
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -268,17 +284,15 @@ class Secondary:
             else:
                 _, refresh, retry, _ = soa_values(st.zone)
                 delay = max(MIN_INTERVAL, refresh if ok else retry)
-            if st.expires_at is not None and not st.expired:
-                delay = min(delay, max(0.0, st.expires_at - self.clock()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(st.wake.wait(), delay)
             st.wake.clear()
-            self._check_expiry(st)
 
     def _check_expiry(self, st: ZoneState) -> None:
         if st.zone is None or st.expired or st.expires_at is None:
             return
         if self.clock() < st.expires_at:
+            self._arm(st)  # woken early (clock adjustments): wait for the rest
             return
         st.expired = True
         log.error("secondary zone %s: no primary reached for the SOA expire time; answering "
@@ -410,6 +424,7 @@ class Secondary:
                 st.expired = True
                 raise RefreshError("not installed: " + "; ".join(problems))
             log.info("secondary zone %s: refreshed, serving again", st.origin)
+        self._arm(st)
         self._write(st, text)
         self._metric(st)
 

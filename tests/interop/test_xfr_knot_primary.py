@@ -132,21 +132,21 @@ def test_change_on_knot_reaches_geodns_by_notify_and_ixfr(tmp_path: Path,
 
 def test_tsig_mismatch_is_refused_and_logged(tmp_path: Path, zonefile: Path) -> None:
     gport = free_port()
-    with knot(knot_primary(zonefile, gport), free_port(), ORIGIN) as (kd, _):
-        with geodns(secondary_config(kd.port, tmp_path, WRONG_SECRET), port=gport,
-                    workdir=tmp_path / "g") as g:
-            # Our signed SOA query: Knot answers NOTAUTH/BADSIG, so nothing is transferred.
-            wait_until(lambda: "TSIG error from the primary: BADSIG" in g.stderr_text(), 10)
-            write(zonefile, zone(ORIGIN, 2, BODY))
-            kd.proc.send_signal(1)
-            # Knot's NOTIFY, signed with the other secret: refused with BADSIG.
-            wait_until(lambda: f"NOTIFY for {ORIGIN} from 127.0.0.1 refused: TSIG BADSIG"
-                       in g.stderr_text(), 10)
-            assert answer(g.port, "www." + ORIGIN)[0] == "REFUSED"  # never transferred
-            assert "AXFR from" not in g.stderr_text()
-            m = metrics(g)
-            failures = metric(m, "geodns_secondary_refresh_failures_total", zone=ORIGIN)
-            assert failures is not None and failures >= 1
+    with knot(knot_primary(zonefile, gport), free_port(), ORIGIN) as (kd, _), \
+            geodns(secondary_config(kd.port, tmp_path, WRONG_SECRET), port=gport,
+                   workdir=tmp_path / "g") as g:
+        # Our signed SOA query: Knot answers NOTAUTH/BADSIG, so nothing is transferred.
+        wait_until(lambda: "TSIG error from the primary: BADSIG" in g.stderr_text(), 10)
+        write(zonefile, zone(ORIGIN, 2, BODY))
+        kd.proc.send_signal(1)
+        # Knot's NOTIFY, signed with the other secret: refused with BADSIG.
+        wait_until(lambda: f"NOTIFY for {ORIGIN} from 127.0.0.1 refused: TSIG BADSIG"
+                   in g.stderr_text(), 10)
+        assert answer(g.port, "www." + ORIGIN)[0] == "REFUSED"  # never transferred
+        assert "AXFR from" not in g.stderr_text()
+        m = metrics(g)
+        failures = metric(m, "geodns_secondary_refresh_failures_total", zone=ORIGIN)
+        assert failures is not None and failures >= 1
 
 
 def test_knot_gone_served_until_expire_then_servfail(tmp_path: Path) -> None:

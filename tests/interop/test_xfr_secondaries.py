@@ -159,7 +159,7 @@ state_dir = "{tmp_path / 'state'}"
             if number:
                 write(zonefile, zone(ORIGIN, *VERSIONS[number]))
             for port in (kd.port, nsd.port):
-                wait_until(lambda p=port: serial(p, ORIGIN) == version, 15, step=0.05)
+                wait_until(lambda p=port, v=version: serial(p, ORIGIN) == v, 15, step=0.05)
             for rel, qtype in QUESTIONS:
                 q = make_query(_name(rel), qtype)
                 ours = _canon(ask(g.port, q))
@@ -168,7 +168,7 @@ state_dir = "{tmp_path / 'state'}"
             # The DYNA record travels as TYPE65280: its RDATA is the pool name.
             pool = "web" if version < 4 else "web2"
             q = make_query(_name("steered"), "TYPE65280")
-            want = "\\# %d %02x%s" % (len(pool) + 1, len(pool), pool.encode().hex())
+            want = f"\\# {len(pool) + 1} {len(pool):02x}{pool.encode().hex()}"
             for port in (kd.port, nsd.port):
                 got = _canon(ask_other(port, q))
                 assert got[0] == "NOERROR" and got[1][0].endswith(want), (version, got)
