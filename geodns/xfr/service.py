@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import dns.name
@@ -27,12 +27,22 @@ log = logging.getLogger("geodns.xfr")
 CheckFn = Callable[[ZoneStore], list[str]]
 
 
+def conflicts(files: ZoneStore, origins: Iterable[dns.name.Name]) -> list[str]:
+    """A zone both read from a file and declared ``[secondary]``: reported at the file
+    (by ``geodns check``, at start-up and at reload)."""
+    return [f"{files.zones[origin].file}:1: zone {origin} is read from this file and also "
+            f"declared as [secondary.\"{origin}\"] in the config" for origin in origins
+            if origin in files.zones]
+
+
+def declared(config: Config) -> list[dns.name.Name]:
+    """The secondary zones a config declares."""
+    return [dns.name.from_text(zone) for zone in config.secondary]
+
+
 def merge_zones(files: ZoneStore, secondary: Mapping[dns.name.Name, Zone]) -> ZoneStore:
-    """One store: the file zones plus the secondary zones (a zone both read from a
-    file and declared ``[secondary]`` is a problem, reported at the file)."""
-    problems = [f"{files.zones[origin].file}:1: zone {origin} is read from this file and "
-                f"also declared as [secondary.\"{origin}\"] in the config"
-                for origin in secondary if origin in files.zones]
+    """One store: the file zones plus the secondary zones; ZoneFileError on a clash."""
+    problems = conflicts(files, secondary)
     if problems:
         raise ZoneFileError(problems)
     return ZoneStore([*files.zones.values(), *secondary.values()])
@@ -99,7 +109,10 @@ class XfrService:
     def merge(self, files: ZoneStore, config: Config) -> ZoneStore:
         """The store to serve for these file zones and this (reloaded) config: the
         secondary zones it still declares; raises ZoneFileError on a conflict."""
-        wanted = {dns.name.from_text(z) for z in config.secondary}
+        wanted = declared(config)
+        problems = conflicts(files, wanted)
+        if problems:
+            raise ZoneFileError(problems)
         return merge_zones(files, {o: z for o, z in self.secondary.served().items()
                                    if o in wanted})
 

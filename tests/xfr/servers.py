@@ -245,30 +245,3 @@ def metric(text: str, name: str, **labels: str) -> float | None:
         if have == labels:
             return float(m.group(3))
     return None
-
-
-def static_names(zone_text: str, origin: str) -> list[tuple[str, str]]:
-    """(name, type) of every record in a zone written by :func:`zone` (no DYNA)."""
-    out = set()
-    for line in zone_text.splitlines():
-        parts = line.split(";", 1)[0].split()
-        if not parts or parts[0].startswith("$"):
-            continue
-        if "IN" not in parts:
-            continue
-        i = parts.index("IN")
-        owner = parts[0] if i > 0 and not parts[0].isdigit() else None
-        if owner is None or line[0].isspace():
-            continue
-        rtype = parts[i + 1]
-        if rtype == "DYNA":
-            continue
-        name = origin if owner == "@" else f"{owner}.{origin}"
-        out.add((name, rtype))
-    return sorted(out)
-
-
-def compare(a: dns.message.Message, b: dns.message.Message) -> bool:
-    def canon(m: dns.message.Message) -> tuple[int, frozenset[str]]:
-        return m.rcode(), frozenset(line for r in m.answer for line in r.to_text().splitlines())
-    return canon(a) == canon(b)
