@@ -42,6 +42,7 @@ from geodns.config import HostPort, SecondaryZone
 from geodns.ops.metrics import Metrics
 from geodns.xfr import expire, tsig
 from geodns.xfr.files import file_stem, write_atomic
+from geodns.xfr.logs import Quiet
 from geodns.xfr.replies import PAYLOAD, rcode_only, reply
 from geodns.xfr.zonedata import ConflictError, TransferZone, master_text, newer, soa_values
 from geodns.zones.load import ZoneFileError
@@ -145,6 +146,7 @@ class Secondary:
         self.keys: tsig.Keyring = {}
         self.zones: dict[dns.name.Name, ZoneState] = {}
         self.running = False
+        self.quiet = Quiet(log)  # refusals a spoofed NOTIFY can cause
 
     # ------------------------------------------------------------------ config
 
@@ -441,25 +443,27 @@ class Secondary:
         if len(msg.question) != 1 or msg.question[0].rdtype != T.SOA:
             return reply(msg, dns.rcode.FORMERR)
         origin = msg.question[0].name
+
+        def refuse(kind: str, why: str, *args: object) -> bytes:
+            self.quiet.warning(kind, "NOTIFY for %s from %s refused: " + why, origin, peer,
+                               *args)
+            return reply(msg, dns.rcode.REFUSED)
+
         st = self.zones.get(origin)
         if st is None:
-            log.warning("NOTIFY for %s from %s refused: not a secondary zone here", origin, peer)
-            return reply(msg, dns.rcode.REFUSED)
+            return refuse("notify-zone", "not a secondary zone here")
         if not st.from_primary(peer):
-            primaries = ", ".join(str(p) for p in st.conf.primaries)
-            log.warning("NOTIFY for %s from %s refused: not one of its primaries (%s)", origin,
-                        peer, primaries)
-            return reply(msg, dns.rcode.REFUSED)
+            return refuse("notify-peer", "not one of its primaries (%s)",
+                          ", ".join(str(p) for p in st.conf.primaries))
         if checked.error:
-            log.warning("NOTIFY for %s from %s refused: TSIG %s (%s) for key %s", origin, peer,
-                        checked.error_text(), checked.detail, checked.key_text())
+            self.quiet.warning("notify-tsig", "NOTIFY for %s from %s refused: TSIG %s (%s) for "
+                               "key %s", origin, peer, checked.error_text(), checked.detail,
+                               checked.key_text())
             return tsig.error_wire(checked, self.keys, PAYLOAD)
         want = self._query_key(st)
         if want is not None and (checked.key is None or checked.key.name != want.name):
-            log.warning("NOTIFY for %s from %s refused: %s, key %s required", origin, peer,
-                        "not signed" if not checked.signed else f"key {checked.key_text()}",
-                        st.conf.key)
-            return reply(msg, dns.rcode.REFUSED)
+            return refuse("notify-key", "%s, key %s required", "not signed" if not checked.signed
+                          else f"key {checked.key_text()}", st.conf.key)
         log.info("NOTIFY for %s from %s%s: refreshing", origin, peer, _notified_serial(msg))
         st.wake.set()
         return reply(msg, dns.rcode.NOERROR, aa=True)

@@ -23,8 +23,10 @@ import dns.rrset
 import dns.tsig
 
 from geodns.config import TsigKey
+from geodns.xfr.logs import Quiet
 
 log = logging.getLogger("geodns.xfr")
+quiet = Quiet(log)  # badly signed queries can come from anyone over UDP
 
 Keyring = dict[dns.name.Name, dns.tsig.Key]
 FUDGE = 300
@@ -133,9 +135,9 @@ def answer_signed(wire: bytes, peer: str, tcp: bool, keys: Keyring,
     if msg.tsig is None:
         return None
     if checked.error:
-        log.info("query %s from %s: TSIG %s (%s) for key %s", msg.question[0].name
-                 if msg.question else "-", peer, checked.error_text(), checked.detail,
-                 checked.key_text())
+        quiet.warning("query-tsig", "query for %s from %s: TSIG %s (%s) for key %s; "
+                      "answered NOTAUTH", msg.question[0].name if msg.question else "-", peer,
+                      checked.error_text(), checked.detail, checked.key_text())
         return error_wire(checked, keys, 1232)
     unsigned = dns.message.from_wire(wire, keyring=False)
     unsigned.tsig = None
