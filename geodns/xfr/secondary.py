@@ -118,6 +118,7 @@ class ZoneState:
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None  # fires at expires_at
+        self.saving: asyncio.Task[None] | None = None  # the last disk write scheduled
 
     def served(self) -> Zone | None:
         if self.zone is None:
@@ -231,17 +232,20 @@ class Secondary:
         refreshed = st.path.stat().st_mtime  # no timers: count from the copy's age
         return refreshed, refreshed + soa_values(zone)[3]
 
-    def _write(self, st: ZoneState, text: str | None) -> None:
-        try:
-            if text is not None:
-                write_atomic(st.path, text)
-            assert st.zone is not None
-            write_atomic(st.meta_path, json.dumps({
-                "serial": st.zone.serial, "refreshed": st.refreshed, "expires": st.expires_at,
-            }) + "\n")
-        except OSError as exc:
-            log.error("secondary zone %s: cannot write %s: %s (still serving it)", st.origin,
-                      st.path, exc)
+    def _save(self, st: ZoneState, text: str | None) -> None:
+        """Write the copy (when ``text``) and its timers in a thread, one write at a
+        time per zone and in order, so the serving loop never waits for the disk."""
+        assert st.zone is not None
+        meta = json.dumps({"serial": st.zone.serial, "refreshed": st.refreshed,
+                           "expires": st.expires_at}) + "\n"
+        previous = st.saving
+
+        async def save() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            await asyncio.get_running_loop().run_in_executor(None, _write, st, text, meta)
+
+        st.saving = asyncio.get_running_loop().create_task(save())
 
     # ------------------------------------------------------------------ tasks
 
@@ -272,6 +276,12 @@ class Secondary:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.saved()  # let the files be complete
+
+    async def saved(self) -> None:
+        """Until every disk write scheduled so far is done."""
+        saving = [st.saving for st in self.zones.values() if st.saving is not None]
+        await asyncio.gather(*saving, return_exceptions=True)
 
     async def _run(self, st: ZoneState) -> None:
         first_retry = FIRST_RETRY
@@ -427,7 +437,7 @@ class Secondary:
                 raise RefreshError("not installed: " + "; ".join(problems))
             log.info("secondary zone %s: refreshed, serving again", st.origin)
         self._arm(st)
-        self._write(st, text)
+        self._save(st, text)
         self._metric(st)
 
     # ------------------------------------------------------------------ NOTIFY
@@ -505,6 +515,16 @@ def _validate(st: ZoneState, text: str) -> Zone:
         raise ZoneFileError([f"{st.path}:1: holds {', '.join(map(str, store.zones))}, "
                              f"not {st.origin}"])
     return zone
+
+
+def _write(st: ZoneState, text: str | None, meta: str) -> None:
+    try:
+        if text is not None:
+            write_atomic(st.path, text)
+        write_atomic(st.meta_path, meta)
+    except OSError as exc:
+        log.error("secondary zone %s: cannot write %s: %s (still serving it)", st.origin,
+                  st.path, exc)
 
 
 def _rejected(st: ZoneState, text: str, exc: ZoneFileError) -> ZoneFileError:

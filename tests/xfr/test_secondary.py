@@ -155,6 +155,7 @@ def test_transfer_installs_writes_the_copy_and_a_restart_serves_it(tmp_path: Pat
         sec = secondary(tmp_path, p, installs, metrics=metrics)
         assert await sec.refresh(sec.zones[NAME]) is True
         assert installs.serial() == 1
+        await sec.saved()  # written in a thread
         assert "steered.unit.test. 60 IN DYNA web" in (tmp_path / "unit.test.zone").read_text()
         meta = json.loads((tmp_path / "unit.test.json").read_text())
         assert meta["serial"] == 1 and meta["expires"] - meta["refreshed"] == 600
@@ -165,6 +166,7 @@ def test_transfer_installs_writes_the_copy_and_a_restart_serves_it(tmp_path: Pat
         p.zones = store(2, "www IN A 192.0.2.11\n")
         assert await sec.refresh(sec.zones[NAME]) is True
         assert installs.serial() == 2
+        await sec.saved()
         p.stop()
 
     run(go())
@@ -196,6 +198,7 @@ def test_a_bad_or_half_transfer_changes_nothing(tmp_path: Path, records: list[st
         sec = secondary(tmp_path, p, installs)
         st = sec.zones[NAME]
         assert await sec.refresh(st)
+        await sec.saved()
         before = (tmp_path / "unit.test.zone").read_text()
         p.zones = store(2)  # the SOA query says 2 ...
         half = records[-1] != SOA2
@@ -204,6 +207,7 @@ def test_a_bad_or_half_transfer_changes_nothing(tmp_path: Path, records: list[st
         assert await sec.refresh(st) is False
         assert installs.serial() == 1 and len(installs.calls) == 1
         assert st.zone is not None and st.zone.serial == 1
+        await sec.saved()
         assert (tmp_path / "unit.test.zone").read_text() == before
         assert st.failures == 1
         p.stop()
