@@ -82,3 +82,45 @@ key = "{KEY}"
         assert max(watched + hup) < 2.0
         for node in nodes:
             assert "IXFR from 127.0.0.1" in node.stderr_text()
+
+
+def test_a_chain_primary_to_secondary_to_secondary(tmp_path: Path) -> None:
+    """A node that is a secondary and also a primary (`[transfer]`) serves what it
+    received on: its journal gives the next node IXFR, its NOTIFY starts it."""
+    zones = tmp_path / "primary" / "zones"
+    zones.mkdir(parents=True)
+    zonefile = zones / "fleet.test.zone"
+    write(zonefile, zone(ORIGIN, 1, "www IN A 192.0.2.1\n"))
+    pport, mport, lport = free_port(), free_port(), free_port()
+    primary_conf = f"""{tsig_toml()}
+[transfer]
+allow = ["127.0.0.0/8"]
+key = "{KEY}"
+notify = ["127.0.0.1:{mport}"]
+"""
+    middle_conf = f"""{tsig_toml()}
+[transfer]
+allow = ["127.0.0.0/8"]
+key = "{KEY}"
+notify = ["127.0.0.1:{lport}"]
+
+[secondary."{ORIGIN}"]
+primaries = ["127.0.0.1:{pport}"]
+key = "{KEY}"
+"""
+    last_conf = f"""{tsig_toml()}
+[secondary."{ORIGIN}"]
+primaries = ["127.0.0.1:{mport}"]
+key = "{KEY}"
+"""
+    with geodns(primary_conf, zones, pport, workdir=tmp_path / "primary",
+                ready_name=ORIGIN) as primary, \
+            geodns(middle_conf, None, mport, workdir=tmp_path / "middle"), \
+            geodns(last_conf, None, lport, workdir=tmp_path / "last") as last:
+        wait_until(lambda: serial(last.port, ORIGIN) == 1, 10)
+        write(zonefile, zone(ORIGIN, 2, "www IN A 192.0.2.2\n"))
+        primary.proc.send_signal(signal.SIGHUP)
+        took = wait_until(lambda: answer(last.port, "www." + ORIGIN)
+                          == ("NOERROR", ["192.0.2.2"]), 5)
+        print(f"\nchain of two: an edit served by the second secondary after {took:.3f} s")
+        assert "IXFR from 127.0.0.1" in last.stderr_text()
