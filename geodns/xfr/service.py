@@ -62,8 +62,7 @@ class XfrService:
         self.responder.expire = self.expire_remaining
         self.responder.journal = self._journal
         self.primary: Primary | None = None
-        state = config.state_dir or Path("xfr-state")
-        self.secondary = Secondary(state / "secondary", install, metrics)
+        self.secondary = Secondary(Path("xfr-state", "secondary"), install, metrics)
         self.store: ZoneStore | None = None
         self._configure(config)
 
@@ -82,6 +81,8 @@ class XfrService:
             self.primary.max_bytes = max_bytes
         else:
             self.primary = None
+        if config.state_dir is not None:  # zones added from now on keep their copies here
+            self.secondary.directory = config.state_dir / "secondary"
         return self.secondary.configure(config.secondary, self.keys)
 
     def update_config(self, config: Config) -> bool:
