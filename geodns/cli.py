@@ -30,6 +30,7 @@ from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.service import Service, check_user, version
+from geodns.xfr.service import conflicts, declared
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, read_zone_dir
 
@@ -132,6 +133,7 @@ def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
         problems += exc.problems
     if store is not None and not problems:
         problems += cross_check(store, config)
+        problems += conflicts(store, declared(config))  # a zone both a file and [secondary]
     if problems or store is None:
         raise Problems(problems)
     return config, store

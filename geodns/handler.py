@@ -60,6 +60,9 @@ class Template:
 PacketEntry = tuple[bytes, int, int, "str | None", "Selection | None"]
 PACKET_CACHE_LIMIT = 200_000
 ExplainFn = Callable[[str, int, "str | bytes", "int | None"], list[str]]
+OpcodeFn = Callable[[bytes, str, bool], bytes]  # (query, client, tcp) -> response
+# (query, client, tcp, answer unsigned) -> signed response, or None: not signed after all
+SignedFn = Callable[[bytes, str, bool, Callable[[bytes], bytes]], "bytes | None"]
 EXPLAIN_LABEL = b"\x08_explain"
 
 
@@ -103,6 +106,10 @@ class Handler:
         self._sel: tuple[str, Selection] | None = None  # last DYNA decision (pool, selection)
         self._cacheable = False  # may the answer being built go to the packet cache?
         self._lat_left = LATENCY_EVERY  # [operator hook] uncached queries until one is timed
+        # xfr hook: answers opcodes other than QUERY (NOTIFY, UPDATE, ...); None: NOTIMP
+        self.other_opcode: OpcodeFn | None = None
+        # xfr hook: verifies and signs TSIG-signed queries (a secondary's SOA check)
+        self.signed_query: SignedFn | None = None
 
     # [operator hook: dnstap, geodns/ops/dnstap.py] Wraps handle() on this instance, so
     # the packet-cache path is covered too and nothing runs when dnstap is off. Install
@@ -180,7 +187,15 @@ class Handler:
 
     def _answer(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes:
         if q.error:
+            if q.opcode and self.other_opcode is not None:  # xfr hook (off the hot path)
+                return self.other_opcode(q.data, client, tcp)
             return error_response(q, q.error, st.udp_size)
+        data = q.data
+        if self.signed_query is not None and (data[10] or data[11] > q.edns):
+            # xfr hook: an additional record besides OPT, e.g. a TSIG
+            signed = self._signed(st, q, client, tcp)
+            if signed is not None:
+                return signed
         if q.qclass != dns.rdataclass.IN:
             return error_response(q, dns.rcode.REFUSED, st.udp_size)
         qtype = q.qtype
@@ -207,6 +222,20 @@ class Handler:
             r, scope = self._dynamic(st, q, r, client)
         assert isinstance(r, Rendered)
         return self._finish(st, q, r, scope, tcp)
+
+    def _signed(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes | None:
+        """xfr hook: the TSIG checked and the answer signed (never packet-cached)."""
+        assert self.signed_query is not None
+
+        def unsigned(wire: bytes) -> bytes:
+            plain = wd.decode(wire)
+            assert plain is not None
+            return self._answer(st, plain, client, tcp)
+
+        resp = self.signed_query(q.data, client, tcp, unsigned)
+        if resp is not None:
+            self._cacheable = False
+        return resp
 
     def _finish(self, st: State, q: wd.Query, r: Rendered, scope: int, tcp: bool) -> bytes:
         data = q.data

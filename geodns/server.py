@@ -6,9 +6,11 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import aiofiles
+import dns.name
 from aiohttp import web
 
 from geodns.config import Config, load_config, parse_hostport
@@ -26,8 +28,10 @@ from geodns.ops.querylog import QueryLog
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.service import Service, bind_error, version
+from geodns.xfr.service import XfrService, merge_zones
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, zone_paths
+from geodns.zones.zone import Zone
 
 log = logging.getLogger("geodns")
 
@@ -113,9 +117,16 @@ class Server:
         ql = self.config.querylog
         self.qlog = QueryLog(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
                              queue_size=ql.queue, metrics=self.metrics) if ql.path else None
+        # xfr hook: zone transfers.  file_store holds the zones read from files; the
+        # served store adds the secondary zones (geodns.xfr.service.merge_zones).
+        self.file_store = store
+        self.xfr = XfrService(self.config, self._install_secondary, self.metrics)
+        store = self.xfr.fitted_store(store, lambda s: cross_check(s, self.config))
         self.handler = Handler(self.make_state(store, self.runtime),
                                on_answer=self.metrics.on_answer, metrics=self.metrics,
                                qlog=self.qlog)
+        self.handler.other_opcode = self.xfr.other_opcode  # xfr hook: NOTIFY, UPDATE, ...
+        self.handler.signed_query = self.xfr.signed_query  # xfr hook: TSIG on queries
         self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
         # [operator hooks] service manager / privileges, and dnstap (wraps handler.handle)
         self.service = opts.service or Service()
@@ -126,6 +137,7 @@ class Server:
         self.backend = ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap)
         self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
+        self.tcp.xfr = self.xfr.tcp_transfer  # xfr hook: AXFR/IXFR over TCP
         self.transports: list[asyncio.BaseTransport] = []
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping = asyncio.Event()
@@ -147,6 +159,20 @@ class Server:
         old = self.handler.state
         self.handler.state = state
         self.metrics.cache_retired(old.hits, old.misses)
+
+    def _install_secondary(self, zones: Mapping[dns.name.Name, Zone]) -> list[str]:
+        """xfr hook: serve the file zones plus exactly these secondary zones (one new
+        store, swapped in whole), or keep the old store and return the problems."""
+        try:
+            store = merge_zones(self.file_store, zones)
+        except ZoneFileError as exc:
+            return exc.problems
+        problems = cross_check(store, self.config)
+        if problems:
+            return problems
+        self._install(self.make_state(store, self.runtime))
+        self.xfr.loaded(store)
+        return []
 
     def make_state(self, store: ZoneStore, runtime: Runtime) -> State:
         select = runtime.select if runtime.config.pools else None
@@ -188,11 +214,17 @@ class Server:
             try:
                 config = await loop.run_in_executor(None, self._load_config)
                 texts = await read_texts(self.opts.zones_dir)
-                store = await loop.run_in_executor(None, build_store, texts)
-                problems = cross_check(store, config)
+                files = await loop.run_in_executor(None, build_store, texts)
+                problems = cross_check(files, config)
                 if problems:
                     raise ZoneFileError(problems)
                 runtime = await loop.run_in_executor(None, self._new_runtime, config)
+                # xfr hook (after the last await): add the secondary zones the new config
+                # keeps, so no transfer installed meanwhile is lost.
+                store = self.xfr.merge(files, config)
+                problems = cross_check(store, config)
+                if problems:
+                    raise ZoneFileError(problems)
             except Problems as exc:  # zones, config or GeoIP database, all located
                 return self._reload_failed(reason, exc.problems)
             except Exception as exc:  # the last line of defence: never lose the old state
@@ -201,7 +233,11 @@ class Server:
                 log.warning("reload: [server] settings (listeners, sizes, control API) changed; "
                             "they take effect at the next restart")
             self.config, self.runtime = config, runtime
+            self.file_store = files
+            if self.xfr.update_config(config):  # xfr hook: secondary zones added/removed
+                store = self.xfr.fitted_store(files, lambda s: cross_check(s, config))
             self._install(self.make_state(store, runtime))
+            self.xfr.loaded(store)
             self.monitor.update_config(config)
             self.last_reload_error = []
             self.backend.on_reloaded(True, reason)  # [operator hook] logs the reload event
@@ -227,7 +263,8 @@ class Server:
         geo_path = self.runtime.geo_path()
         if geo_path is not None:
             extra.add(str(geo_path))
-        return sorted(set(paths) | self.store.files() | extra | {self.opts.zones_dir})
+        # file_store: secondary zone copies are written by us, not watched (xfr hook)
+        return sorted(set(paths) | self.file_store.files() | extra | {self.opts.zones_dir})
 
     async def watch(self) -> None:
         """Poll file metadata; reload once a change has settled for one interval."""
@@ -256,6 +293,8 @@ class Server:
     async def run(self) -> None:
         await self.start()
         self.service.bound()  # [operator hook] --user: drop root now that DNS is bound
+        self.xfr.loaded(self.store)  # xfr hook: journal the zones, refresh secondaries
+        self.xfr.start()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP,
                                 lambda: loop.create_task(self.reload("SIGHUP")))
@@ -277,6 +316,7 @@ class Server:
         await self.stopping.wait()
         self.service.stopping()  # [operator hook] sd_notify STOPPING=1
         watcher.cancel()
+        await self.xfr.stop()
         await self.monitor.stop()
         if self.control is not None:
             await stop_control(self.control)

@@ -34,9 +34,10 @@ from geodns.config.sections import (
     _server,
 )
 from geodns.config.validator import _Validator
+from geodns.config.xfr import DEFAULT_STATE_DIR, parse_secondary, parse_transfer, parse_tsig
 
 _TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "dnstap", "pops",
-                    "pools", "checks")
+                    "pools", "checks", "tsig", "transfer", "secondary")
 
 
 def parse_config(text: str, path: str | Path) -> Config:
@@ -83,6 +84,15 @@ def parse_config(text: str, path: str | Path) -> Config:
         if pool is not None:
             pools[name] = pool
 
+    declared = data.get("tsig", {}) if isinstance(data.get("tsig"), dict) else {}
+    tsig = parse_tsig(v, data["tsig"]) if "tsig" in data else MappingProxyType({})
+    transfer, state_dir = parse_transfer(v, data["transfer"], tsig, declared) \
+        if "transfer" in data else (None, None)
+    secondary = parse_secondary(v, data["secondary"], tsig, declared) \
+        if "secondary" in data else MappingProxyType({})
+    if state_dir is None and (transfer is not None or secondary):
+        state_dir = v.base_dir / DEFAULT_STATE_DIR
+
     if v.problems:
         raise ConfigError(v.messages())
     return Config(
@@ -90,6 +100,7 @@ def parse_config(text: str, path: str | Path) -> Config:
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
         source=Path(path), querylog=querylog, dnstap=dnstap,
+        tsig=tsig, transfer=transfer, secondary=secondary, state_dir=state_dir,
     )
 
 

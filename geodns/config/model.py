@@ -68,6 +68,17 @@ class GeoIPConfig:
     max_age_days: int = DEFAULT_GEOIP_MAX_AGE_DAYS
 
 
+def _allows(nets: tuple[IPNetwork, ...], address: str) -> bool:
+    """True when ``address`` (IPv4-mapped IPv6 counts as IPv4) lies in one of ``nets``."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in nets)
+
+
 @dataclass(frozen=True, slots=True)
 class ExplainConfig:
     """``[explain]``: whether explain answers are served, and to whom."""
@@ -80,15 +91,7 @@ class ExplainConfig:
 
     def allows(self, address: str) -> bool:
         """True when ``address`` may ask for explanations (and explain is enabled)."""
-        if not self.enabled:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])
-        except ValueError:
-            return False
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
-        return any(ip.version == net.version and ip in net for net in self.allow)
+        return self.enabled and _allows(self.allow, address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +207,41 @@ class Pool:
         return tuple(seen)
 
 
+TSIG_ALGORITHMS: Final = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224")
+WEAK_TSIG_ALGORITHMS: Final = ("hmac-md5", "hmac-md5.sig-alg.reg.int", "hmac-sha1")
+
+
+@dataclass(frozen=True, slots=True)
+class TsigKey:
+    """``[tsig.NAME]``: a shared secret; the table name is the key name on the wire."""
+
+    name: str
+    algorithm: str  # one of TSIG_ALGORITHMS
+    secret: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferConfig:
+    """``[transfer]``: we are a primary (AXFR/IXFR out, NOTIFY to secondaries)."""
+
+    allow: tuple[IPNetwork, ...] = ()  # who may transfer; empty: nobody
+    key: str | None = None  # transfers must be signed with this [tsig] key
+    notify: tuple[HostPort, ...] = ()  # told about every serial change
+    journal_max_bytes: int = 1 << 20  # per zone; oldest differences dropped beyond it
+
+    def allows(self, address: str) -> bool:
+        return _allows(self.allow, address)
+
+
+@dataclass(frozen=True, slots=True)
+class SecondaryZone:
+    """``[secondary."zone."]``: a zone we transfer from its primaries."""
+
+    zone: str  # absolute, lower case, with the trailing dot
+    primaries: tuple[HostPort, ...]
+    key: str | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole validated config; immutable so it can be swapped atomically on reload."""
@@ -218,6 +256,12 @@ class Config:
     source: Path | None = None
     querylog: QueryLogConfig = field(default_factory=QueryLogConfig)
     dnstap: DnstapConfig = field(default_factory=DnstapConfig)
+    tsig: Mapping[str, TsigKey] = field(default_factory=lambda: MappingProxyType({}))
+    transfer: TransferConfig | None = None  # None: no [transfer], not a primary
+    secondary: Mapping[str, SecondaryZone] = field(default_factory=lambda: MappingProxyType({}))
+    # Journals and secondary zone copies ([transfer] state_dir); None when neither
+    # [transfer] nor [secondary] is configured, so plain servers write nothing.
+    state_dir: Path | None = None
 
     @classmethod
     def default(cls) -> Config:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from geodns.handler import Handler
 
 log = logging.getLogger("geodns.tcp")
+# xfr hook: (query, peer) -> the messages answering an AXFR/IXFR, or None for any other
+XfrFn = Callable[[bytes, str], "list[bytes] | None"]
 LOG_EVERY = 10.0  # seconds between "connection cap reached" lines
 
 
@@ -25,6 +28,7 @@ class TCPConnections:
     def __init__(self, handler: Handler, limits: TCPLimits) -> None:
         self.handler = handler
         self.limits = limits
+        self.xfr: XfrFn | None = None  # xfr hook (geodns.xfr.service.XfrService)
         self.open: set[TCPProtocol] = set()
         self.refused_total = 0
         self._refused_logged = 0
@@ -85,6 +89,7 @@ class TCPProtocol(asyncio.Protocol):
         buf = self.buf
         buf += data
         handle = self.shared.handler.handle
+        xfr = self.shared.xfr
         transport = self.transport
         assert transport is not None
         out = []
@@ -94,6 +99,11 @@ class TCPProtocol(asyncio.Protocol):
                 break
             msg = bytes(buf[2:n + 2])
             del buf[:n + 2]
+            if xfr is not None:  # xfr hook: a transfer answers with many messages
+                many = xfr(msg, self.peer)
+                if many is not None:
+                    out += [len(m).to_bytes(2, "big") + m for m in many]
+                    continue
             resp = handle(msg, self.peer, True)
             if resp is not None:
                 out.append(len(resp).to_bytes(2, "big") + resp)

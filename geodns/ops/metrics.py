@@ -170,6 +170,14 @@ class Metrics:
         self.version = version
         # GeoIP database in use: (type, path, build time) or None (no database open).
         self.geoip: tuple[str, str, float] | None = None
+        # Zone transfers (geodns.xfr): answers given as a primary, NOTIFYs sent, and per
+        # secondary zone its serial, last good refresh, refresh failures and expiry.
+        self.xfr_out: defaultdict[tuple[str, str], int] = defaultdict(int)
+        self.notify_sent: defaultdict[str, int] = defaultdict(int)
+        self.secondary_serial: dict[str, int] = {}
+        self.secondary_refreshed: dict[str, float] = {}
+        self.secondary_failures: defaultdict[str, int] = defaultdict(int)
+        self.secondary_expired: dict[str, bool] = {}
         self.started = clock()
         self.clock = clock
         self.history = AnswerHistory(history_minutes, clock)
@@ -347,6 +355,7 @@ class _GeodnsCollector(Collector):
                                   "(queue full or write error).", value=m.querylog_dropped)
         yield CounterMetricFamily("geodns_querylog_written", "Query-log lines written.",
                                   value=m.querylog_written)
+        yield from _xfr_families(m)
         yield GaugeMetricFamily("geodns_start_time_seconds", "Unix time the metrics (the "
                                 "server) started.", value=m.started)
         yield CounterMetricFamily("geodns_dnstap_written", "Queries written to dnstap "
@@ -379,6 +388,44 @@ class _GeodnsCollector(Collector):
                                     labels=("type", "path"))
             geo.add_metric((dbtype, path), built)
             yield geo
+
+
+def _xfr_families(m: Metrics) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+    """Zone transfer metrics: primary answers, NOTIFYs, secondary zones."""
+    out = CounterMetricFamily("geodns_transfers_out", "AXFR/IXFR requests answered as a "
+                              "primary, by type and outcome (full, incremental, uptodate, "
+                              "refused, notauth, servfail).", labels=("type", "outcome"))
+    for (kind, outcome), n in sorted(m.xfr_out.items()):
+        out.add_metric((kind, outcome), n)
+    yield out
+    sent = CounterMetricFamily("geodns_notify_sent", "NOTIFY messages to secondaries by "
+                               "result (ok, rejected, error, timeout, superseded).",
+                               labels=("result",))
+    for result, n in sorted(m.notify_sent.items()):
+        sent.add_metric((result,), n)
+    yield sent
+    serial = GaugeMetricFamily("geodns_secondary_serial", "SOA serial of each secondary "
+                               "zone's copy.", labels=("zone",))
+    for zone, value in sorted(m.secondary_serial.items()):
+        serial.add_metric((zone,), value)
+    yield serial
+    last = GaugeMetricFamily("geodns_secondary_last_refresh_timestamp_seconds", "Unix time "
+                             "of each secondary zone's last successful refresh.",
+                             labels=("zone",))
+    for zone, when in sorted(m.secondary_refreshed.items()):
+        last.add_metric((zone,), when)
+    yield last
+    failures = CounterMetricFamily("geodns_secondary_refresh_failures", "Refreshes of a "
+                                   "secondary zone that reached no primary or got no valid "
+                                   "zone.", labels=("zone",))
+    for zone, n in sorted(m.secondary_failures.items()):
+        failures.add_metric((zone,), n)
+    yield failures
+    expired = GaugeMetricFamily("geodns_secondary_expired", "1 while a secondary zone is "
+                                "past its SOA expire (answered SERVFAIL).", labels=("zone",))
+    for zone, flag in sorted(m.secondary_expired.items()):
+        expired.add_metric((zone,), 1.0 if flag else 0.0)
+    yield expired
 
 
 def _fold(items: Iterable[tuple[tuple[str, ...], int]]) -> list[tuple[tuple[str, ...], int]]:

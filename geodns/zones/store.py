@@ -66,6 +66,8 @@ class ZoneStore:
         zone = self.zone_for(qname, qtype)
         if zone is None:
             return Answer(dns.rcode.REFUSED, aa=False)
+        if zone.expired:  # xfr hook: a secondary zone past its SOA expire
+            return Answer(dns.rcode.SERVFAIL, aa=False)
         result = Answer(dns.rcode.NOERROR, aa=True)
         seen = {qname}
         name = qname
@@ -82,8 +84,8 @@ class ZoneStore:
                     break  # loop: stop with what we have
                 seen.add(target)
                 next_zone = self.zone_for(target, qtype)
-                if next_zone is None:
-                    break  # leaves our authority; the resolver continues
+                if next_zone is None or next_zone.expired:
+                    break  # leaves our (valid) authority; the resolver continues
                 zone, name = next_zone, target
                 continue
             elif kind is Kind.NODATA:

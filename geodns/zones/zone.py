@@ -53,6 +53,10 @@ def name_key(name: dns.name.Name) -> NameKey:
 class Zone:
     """Immutable after construction; lookups never mutate it."""
 
+    # xfr hook: a secondary zone past its SOA expire is served as a copy with this set,
+    # and the store answers SERVFAIL for it (geodns.xfr.secondary.expired_copy).
+    expired: bool = False
+
     def __init__(self, origin: dns.name.Name, records: list[Record], file: str) -> None:
         self.origin = origin
         self.file = file

@@ -5,13 +5,14 @@ Table-driven: every UDP_CASES entry is one packet and the expected reaction
 server serves tests/data/interop (zone interop.example.).
 
 Behaviour asserted (decided for geodns): short packets and QR=1 dropped;
-opcode != QUERY -> NOTIMP; QDCOUNT != 1 and undecodable questions -> FORMERR;
+opcode != QUERY -> NOTIMP (with OPT when the query had one), except NOTIFY:
+REFUSED unless from a secondary zone's primary; QDCOUNT != 1 and undecodable questions -> FORMERR;
 EDNS version > 0 -> BADVERS (OPT version 0); DO echoed; unknown options not
 echoed; client payload < 512 treated as 512; UDP limit
 min(max(payload, 512), 1232) with EDNS, 512 without; TC replies carry only
 header + question (+ OPT); malformed ECS -> FORMERR, valid ECS echoed with
 scope 0; question case echoed; RD echoed, RA never set; AXFR/IXFR over UDP
-FORMERR, over TCP NOTIMP; class != IN -> REFUSED; ANY -> one RRset
+FORMERR, over TCP REFUSED (no [transfer] allow); class != IN -> REFUSED; ANY -> one RRset
 (RFC 8482); TCP pipelining, no head-of-line blocking between connections,
 and an idle timeout.
 """
@@ -204,8 +205,15 @@ UDP_CASES: list[tuple[str, bytes, Expect | None]] = [
     ("opcode-iquery", query(opcode=1), Expect(rcode=dns.rcode.NOTIMP, opcode=1)),
     ("opcode-status", query(opcode=2), Expect(rcode=dns.rcode.NOTIMP, opcode=2)),
     ("opcode-3", query(opcode=3), Expect(rcode=dns.rcode.NOTIMP, opcode=3)),
-    ("opcode-notify", query(Z, SOA, opcode=4), Expect(rcode=dns.rcode.NOTIMP, opcode=4)),
+    ("opcode-notify", query(Z, SOA, opcode=4),
+     Expect(rcode=dns.rcode.REFUSED, opcode=4, opt=False)),
+    ("opcode-notify-edns", query(Z, SOA, opcode=4, opt=raw_opt(1232)),
+     Expect(rcode=dns.rcode.REFUSED, opcode=4, opt=True, echo_question=True)),
     ("opcode-update", query(Z, SOA, opcode=5), Expect(rcode=dns.rcode.NOTIMP, opcode=5)),
+    ("opcode-update-edns", query(Z, SOA, opcode=5, opt=raw_opt(1232)),
+     Expect(rcode=dns.rcode.NOTIMP, opcode=5, opt=True, echo_question=True)),
+    ("opcode-status-edns", query(opcode=2, opt=raw_opt(1232)),
+     Expect(rcode=dns.rcode.NOTIMP, opcode=2, opt=True)),
     ("opcode-15", query(opcode=15), Expect(rcode=dns.rcode.NOTIMP, opcode=15)),
     # question section problems
     ("qdcount-0", HDR(qd=0), Expect(rcode=dns.rcode.FORMERR, an=0)),
@@ -544,6 +552,7 @@ def test_udp(server, packet: bytes, exp: Expect | None) -> None:
 
 TCP_SAME = {
     "opcode-notify",
+    "opcode-update-edns",
     "qdcount-0",
     "qdcount-2",
     "compression-pointer-in-question",
@@ -572,8 +581,8 @@ def test_tcp_same_as_udp(server, packet: bytes, exp: Expect) -> None:
 
 
 TCP_CASES: list[tuple[str, bytes, Expect]] = [
-    ("axfr-over-tcp-notimp", query(Z, AXFR), Expect(rcode=dns.rcode.NOTIMP, an=0)),
-    ("ixfr-over-tcp-notimp", query(Z, IXFR), Expect(rcode=dns.rcode.NOTIMP, an=0)),
+    ("axfr-over-tcp-refused", query(Z, AXFR), Expect(rcode=dns.rcode.REFUSED, an=0)),
+    ("ixfr-over-tcp-refused", query(Z, IXFR), Expect(rcode=dns.rcode.REFUSED, an=0)),
     (
         "huge-whole-over-tcp",
         query("huge." + Z, opt=raw_opt(512)),
