@@ -101,13 +101,14 @@ def _geoip(v: _Validator, raw: object) -> GeoIPConfig:
     tbl = v.table(raw, path)
     if tbl is None:
         return GeoIPConfig(default_geoip_database())
-    v.keys(tbl, path, ("database",))
+    v.keys(tbl, path, ("database", "asn_database"))
     db = v.path_value(tbl, "database", path)
-    if db is None:
-        return GeoIPConfig(default_geoip_database())
-    if not db.is_file():
+    if db is not None and not db.is_file():
         v.error((*path, "database"), f"no such file: {db}")
-    return GeoIPConfig(db)
+    asn = v.path_value(tbl, "asn_database", path)
+    if asn is not None and not asn.is_file():
+        v.error((*path, "asn_database"), f"no such file: {asn}")
+    return GeoIPConfig(db or default_geoip_database(), asn_database=asn)
 
 
 def _explain(v: _Validator, raw: object) -> ExplainConfig:
