@@ -15,6 +15,7 @@ import dns.name
 import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
+from geodns.geoip.asn import asn_database_problems, explain_asn
 from geodns.health.overrides import OverrideRule, parse_overrides
 from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
@@ -113,6 +114,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem)
         return 1
     problems = geoip_problems(config)
+    problems += asn_database_problems(config.geoip.asn_database)  # issue 12: [geoip] asn
     for problem in problems:
         print(problem)
     if problems:
@@ -161,6 +163,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
                                          snapshot).lines():
         print(line)
+    if config.geoip.asn_database is not None:  # issue 12: which network the client is in
+        print(explain_asn(config.geoip.asn_database, ip.compressed))
     print("health: checks are not run offline (real state shown as up); forced states come "
           "from the admin-state file" + (" and --down" if args.down else ""))
     return 0

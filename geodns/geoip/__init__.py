@@ -1,0 +1,1 @@
+"""GeoIP databases beyond the City/Country one that steering uses (ASN for now)."""
