@@ -1,4 +1,4 @@
-"""Command line: `geodns serve`, `geodns check`, `geodns explain`."""
+"""Command line: `geodns serve`, `check`, `explain`, `simulate`, `latency-map`."""
 
 from __future__ import annotations
 
@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("simulate", help="what-if traffic shares per POP (see geodns simulate -h)",
                    add_help=False)
+    sub.add_parser("latency-map", add_help=False,
+                   help="build a latency map from raw measurements (see geodns latency-map -h)")
 
     e = sub.add_parser("explain", help="why does this client get that answer?")
     e.add_argument("name", help="a steered (DYNA) name, e.g. www.example.com")
@@ -252,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["simulate"]:
         from geodns.ops import simulate
         return simulate.main(argv[1:])
+    if argv[:1] == ["latency-map"]:
+        from geodns.traffic import latency_build
+        return latency_build.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "check":
         return cmd_check(args)
