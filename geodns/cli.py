@@ -1,4 +1,4 @@
-"""Command line: `geodns serve`, `geodns check`, `geodns explain` (and `simulate`).
+"""Command line: `geodns serve`, `check`, `explain`, `simulate`, `latency-map`.
 
 Every command finds its config the same way (``--config``, else ``./geodns.toml``,
 see :mod:`geodns.config.discover`) and says which one it uses.
@@ -19,6 +19,7 @@ import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
 from geodns.config.discover import ConfigChoice, find_config
+from geodns.geoip.asn import asn_database_problems, explain_asn
 from geodns.health.overrides import OverrideRule, parse_overrides
 from geodns.health.snapshot import HealthSnapshot
 from geodns.listeners.tcp import TCPLimits
@@ -82,6 +83,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("simulate", help="what-if traffic shares per POP (see geodns simulate -h)",
                    add_help=False)
+    sub.add_parser("latency-map", add_help=False,
+                   help="build a latency map from raw measurements (see geodns latency-map -h)")
 
     e = sub.add_parser("explain", help="why does this client get that answer?")
     e.add_argument("name", help="a steered (DYNA) name, e.g. www.example.com")
@@ -149,6 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(problem)
         return 1
     problems = geoip_problems(config)
+    problems += asn_database_problems(config.geoip.asn_database)  # issue 12: [geoip] asn
     for problem in problems:
         print(problem)
     if problems:
@@ -216,6 +220,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(line)
     for line in describe_record(config.geoip.database, args.client):
         print(line)
+    if config.geoip.asn_database is not None:  # issue 12: which network the client is in
+        print(explain_asn(config.geoip.asn_database, ip.compressed))
     print("health: checks are not run offline (real state shown as up); forced states come "
           "from the admin-state file" + (" and --down" if args.down else ""))
     return 0
@@ -313,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["simulate"]:
         from geodns.ops import simulate
         return simulate.main(argv[1:])
+    if argv[:1] == ["latency-map"]:
+        from geodns.traffic import latency_build
+        return latency_build.main(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "check":
         return cmd_check(args)

@@ -359,8 +359,8 @@ def test_error_lines_in_inline_tables_and_header_styles() -> None:
     ("snippet", "expected"),
     [
         ('[pools.p]\nstrategy = "random"\n',
-         "t.toml:2: pools.p.strategy: must be one of geo, nearest, failover, weighted, all; "
-         "got 'random'"),
+         "t.toml:2: pools.p.strategy: must be one of geo, nearest, failover, weighted, all, "
+         "latency; got 'random'"),
         ('[pools.p]\nstrategy = "failover"\n',
          "t.toml:1: pools.p.pops: missing required key"),
         ('[pools.p]\nstrategy = "geo"\n',

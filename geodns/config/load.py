@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from geodns.config.loads import _load_feed
 from geodns.config.locator import TomlLocator
 from geodns.config.model import (
     AdminConfig,
@@ -17,6 +18,7 @@ from geodns.config.model import (
     DnstapConfig,
     ExplainConfig,
     GeoIPConfig,
+    LoadFeed,
     Pool,
     Pop,
     QueryLogConfig,
@@ -36,12 +38,16 @@ from geodns.config.sections import (
 from geodns.config.validator import _Validator
 from geodns.config.xfr import DEFAULT_STATE_DIR, parse_secondary, parse_transfer, parse_tsig
 
-_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "dnstap", "pops",
-                    "pools", "checks", "tsig", "transfer", "secondary")
+_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "dnstap", "loads",
+                    "pops", "pools", "checks", "tsig", "transfer", "secondary")
 
 
-def parse_config(text: str, path: str | Path) -> Config:
-    """Validate TOML ``text`` as if read from ``path`` (relative paths resolve beside it)."""
+def parse_config(text: str, path: str | Path, *, allow_unwired: bool = False) -> Config:
+    """Validate TOML ``text`` as if read from ``path`` (relative paths resolve beside it).
+
+    Features the server does not act on yet (:mod:`geodns.config.unwired`) are problems
+    unless ``allow_unwired``: a config must not pass as if they worked.
+    """
     filename = str(path)
     try:
         data = tomllib.loads(text)
@@ -71,14 +77,21 @@ def parse_config(text: str, path: str | Path) -> Config:
         if check is not None:
             checks[name] = check
 
+    loads: dict[str, LoadFeed] = {}
+    raw_loads = v.table(data.get("loads", {}), ("loads",)) or {}
+    for name, raw in raw_loads.items():
+        feed = _load_feed(v, name, raw)
+        if feed is not None:
+            loads[name] = feed
+
     pops: dict[str, Pop | None] = {}
     raw_pops = v.table(data.get("pops", {}), ("pops",)) or {}
     for name, raw in raw_pops.items():
-        pops[name] = _pop(v, name, raw, raw_checks)
+        pops[name] = _pop(v, name, raw, raw_checks, raw_loads)
 
     pools: dict[str, Pool] = {}
     raw_pools = v.table(data.get("pools", {}), ("pools",)) or {}
-    ctx = _PoolCtx(pops)
+    ctx = _PoolCtx(pops, asn_database=geoip.asn_database is not None, loads=raw_loads)
     for name, raw in raw_pools.items():
         pool = _pool(v, name, raw, ctx)
         if pool is not None:
@@ -93,18 +106,18 @@ def parse_config(text: str, path: str | Path) -> Config:
     if state_dir is None and (transfer is not None or secondary):
         state_dir = v.base_dir / DEFAULT_STATE_DIR
 
-    if v.problems:
-        raise ConfigError(v.messages())
+    if v.problems or (v.unwired and not allow_unwired):
+        raise ConfigError(v.messages(unwired=not allow_unwired))
     return Config(
         server=server, geoip=geoip, explain=explain, admin=admin,
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
-        source=Path(path), querylog=querylog, dnstap=dnstap,
+        source=Path(path), querylog=querylog, dnstap=dnstap, loads=MappingProxyType(loads),
         tsig=tsig, transfer=transfer, secondary=secondary, state_dir=state_dir,
     )
 
 
-def load_config(path: str | Path) -> Config:
+def load_config(path: str | Path, *, allow_unwired: bool = False) -> Config:
     """Read and validate ``path``; raises :class:`ConfigError` listing every problem."""
     try:
         raw = Path(path).read_bytes()
@@ -115,4 +128,4 @@ def load_config(path: str | Path) -> Config:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([f"{path}:{line}: <file>: not valid UTF-8"]) from None
-    return parse_config(text, path)
+    return parse_config(text, path, allow_unwired=allow_unwired)

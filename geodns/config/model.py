@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, NamedTuple
@@ -18,7 +18,9 @@ from geodns.problems import Problems
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 KeyPath = tuple[str | int, ...]
 
-STRATEGIES: Final = ("geo", "nearest", "failover", "weighted", "all")
+STRATEGIES: Final = ("geo", "nearest", "failover", "weighted", "all", "latency")
+FALLBACK_STRATEGIES: Final = ("nearest", "geo", "weighted", "failover")  # latency's fallback
+LOAD_FEED_TYPES: Final = ("file", "http", "prometheus")
 ALL_DOWN_POLICIES: Final = ("fail_open", "nodata", "servfail")
 CHECK_TYPES: Final = ("http", "https", "tcp", "dns", "external")
 CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
@@ -61,11 +63,13 @@ DEFAULT_GEOIP_MAX_AGE_DAYS: Final = 45  # MaxMind ships weekly, DB-IP monthly: 4
 
 @dataclass(frozen=True, slots=True)
 class GeoIPConfig:
-    """``[geoip]``: the mmdb file (defaults to the packaged GeoLite2-City) and how old
-    its build may be before we warn (0: never warn)."""
+    """``[geoip]``: the mmdb file (defaults to the packaged GeoLite2-City), how old its
+    build may be before we warn (0: never warn), and an optional GeoLite2-ASN style
+    database for ``asn.NNNN`` rules and explain."""
 
     database: Path
     max_age_days: int = DEFAULT_GEOIP_MAX_AGE_DAYS
+    asn_database: Path | None = None
 
 
 def _allows(nets: tuple[IPNetwork, ...], address: str) -> bool:
@@ -166,6 +170,13 @@ class Pop:
     weight: float = 1.0
     health: str | None = None
     capacity: float | None = None
+    load: str | None = None  # name of a [loads.NAME] feed reporting this POP's load
+    load_key: str | None = None  # the POP's name inside that feed (default: the POP name)
+
+    @property
+    def feed_key(self) -> str:
+        """How the load feed names this POP."""
+        return self.load_key if self.load_key is not None else self.name
 
     def addresses(self, family: int) -> tuple[str, ...]:
         """The POP's addresses of IP version ``family`` (4 or 6)."""
@@ -173,11 +184,50 @@ class Pop:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadFeed:
+    """``[loads.NAME]``: where current POP loads come from.
+
+    Loads are in the unit of ``pops.*.capacity`` (qps, Gbit/s, ...): only their ratio is
+    used.  ``url`` is the JSON document (http) or the server's base URL (prometheus).
+    """
+
+    name: str
+    type: Literal["file", "http", "prometheus"]
+    path: Path | None = None  # file
+    format: Literal["json", "csv"] = "json"  # file
+    url: str | None = None  # http, prometheus
+    query: str | None = None  # prometheus: PromQL, one sample per POP
+    label: str = "pop"  # prometheus: the label naming the POP
+    interval: float = 10.0  # seconds between polls (file: between change checks)
+    timeout: float = 3.0  # http, prometheus
+    max_age: float = 60.0  # data older than this is stale and ignored
+
+
+@dataclass(frozen=True, slots=True)
+class Margin:
+    """``pools.NAME.margin`` of a latency pool: how much faster a challenger must be."""
+
+    ms: float = 0.0  # absolute
+    ratio: float = 0.0  # of the incumbent's rtt
+
+    def beats(self, challenger_ms: float, incumbent_ms: float) -> bool:
+        """True when ``challenger_ms`` is better than ``incumbent_ms`` by more than the margin."""
+        return incumbent_ms - challenger_ms > max(self.ms, self.ratio * incumbent_ms)
+
+    def __str__(self) -> str:
+        return f"{self.ratio:.0%}" if self.ratio else f"{self.ms:g}ms"
+
+
+DEFAULT_MARGIN: Final = Margin(ratio=0.1)
+DEFAULT_MAP_MAX_AGE: Final = 7 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class Pool:
     """``[pools.NAME]``: a strategy over POPs, referenced by DYNA records."""
 
     name: str
-    strategy: Literal["geo", "nearest", "failover", "weighted", "all"]
+    strategy: Literal["geo", "nearest", "failover", "weighted", "all", "latency"]
     ttl: int = 60
     ttl_on_failure: int = 10
     answers: int | None = 1  # max addresses per answer; None = unlimited (``all`` default)
@@ -189,6 +239,27 @@ class Pool:
     subdivision: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     nets: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
     weights: Mapping[str, float] = field(default_factory=dict)  # effective, weighted only
+    asn: Mapping[int, tuple[str, ...]] = field(default_factory=dict)  # geo: asn.NNNN rules
+    # capacity-aware spillover: shed blocks once load passes spill_at x capacity, moving at
+    # most spill_step of a POP's blocks per feed interval
+    spill: bool = False
+    spill_at: float = 0.8
+    spill_step: float = 0.1
+    # strategy latency: the map file, the strategy for clients it does not cover (its keys
+    # live in this pool too), when the map counts as too old, and the anti-flap margin
+    map: Path | None = None
+    fallback: Literal["nearest", "geo", "weighted", "failover"] | None = None
+    max_age: float = DEFAULT_MAP_MAX_AGE
+    margin: Margin = DEFAULT_MARGIN
+    # guards checked before an override (drain, force down) is accepted
+    min_up: int | None = None
+    max_share: float | None = None
+
+    def fallback_pool(self) -> Pool:
+        """A latency pool as its fallback strategy (same name, POPs and rules); else self."""
+        if self.strategy != "latency" or self.fallback is None:
+            return self
+        return replace(self, strategy=self.fallback, map=None, fallback=None)
 
     def referenced_pops(self) -> tuple[str, ...]:
         """Every POP name the pool can answer with, first-mention order."""
@@ -202,6 +273,9 @@ class Pool:
                 for p in lst:
                     seen.setdefault(p)
         for _, lst in self.nets:
+            for p in lst:
+                seen.setdefault(p)
+        for lst in self.asn.values():
             for p in lst:
                 seen.setdefault(p)
         return tuple(seen)
@@ -262,6 +336,7 @@ class Config:
     # Journals and secondary zone copies ([transfer] state_dir); None when neither
     # [transfer] nor [secondary] is configured, so plain servers write nothing.
     state_dir: Path | None = None
+    loads: Mapping[str, LoadFeed] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def default(cls) -> Config:

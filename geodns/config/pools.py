@@ -14,6 +14,7 @@ from typing import Any, Final
 from geodns.config.model import (
     ALL_DOWN_POLICIES,
     CONTINENTS,
+    FALLBACK_STRATEGIES,
     MAX_TTL,
     STRATEGIES,
     IPNetwork,
@@ -21,11 +22,19 @@ from geodns.config.model import (
     Pool,
     Pop,
 )
+from geodns.config.poplist import _PoolCtx, _pop_list
+from geodns.config.steering import (
+    GUARD_KEYS,
+    LATENCY_KEYS,
+    SPILL_KEYS,
+    asn_rules,
+    check_pool_steering,
+    steering_options,
+)
 from geodns.config.validator import (
     _MISSING,
     _cidr,
     _name_ok,
-    _type_name,
     _Validator,
     format_path,
 )
@@ -33,14 +42,17 @@ from geodns.config.validator import (
 _COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 _SUBDIVISION_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 
-_POP_KEYS: Final = ("lat", "lon", "ipv4", "ipv6", "cname", "weight", "health", "capacity")
-_POOL_COMMON: Final = ("strategy", "ttl", "ttl_on_failure", "answers", "all_down", "pops")
+_POP_KEYS: Final = ("lat", "lon", "ipv4", "ipv6", "cname", "weight", "health", "capacity",
+                     "load", "load_key")
+_POOL_COMMON: Final = ("strategy", "ttl", "ttl_on_failure", "answers", "all_down", "pops",
+                       *SPILL_KEYS, *GUARD_KEYS)
 _POOL_EXTRA: Final[dict[str, tuple[str, ...]]] = {
-    "geo": ("continent", "country", "subdivision", "nets", "default"),
+    "geo": ("continent", "country", "subdivision", "nets", "asn", "default"),
     "nearest": ("default",),
     "failover": (),
     "weighted": ("weights",),
     "all": (),
+    "latency": LATENCY_KEYS,  # plus the keys of its fallback strategy
 }
 
 
@@ -66,7 +78,8 @@ def _addresses(v: _Validator, tbl: Mapping[str, Any], key: str, path: KeyPath,
     return tuple(out)
 
 
-def _pop(v: _Validator, name: str, raw: object, checks: Mapping[str, Any]) -> Pop | None:
+def _pop(v: _Validator, name: str, raw: object, checks: Mapping[str, Any],
+         loads: Mapping[str, Any] | None = None) -> Pop | None:
     path: KeyPath = ("pops", name)
     tbl = v.table(raw, path)
     if tbl is None:
@@ -87,6 +100,20 @@ def _pop(v: _Validator, name: str, raw: object, checks: Mapping[str, Any]) -> Po
         hint = f"; did you mean {close[0]!r}?" if close else ""
         v.error((*path, "health"), f"unknown check {health!r}{hint}")
     capacity = v.number(tbl, "capacity", path, None, 0, 1e12, lo_open=True)
+    load = v.string(tbl, "load", path, None)
+    if load is not None:
+        feeds = list(loads or {})
+        if load not in feeds:
+            close = difflib.get_close_matches(load, feeds, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else \
+                ("" if feeds else " (no [loads.NAME] sections)")
+            v.error((*path, "load"), f"unknown load feed {load!r}{hint}")
+        v.pending((*path, "load"), "loads")
+    load_key = v.string(tbl, "load_key", path, None)
+    if load_key is not None and load is None:
+        v.error((*path, "load_key"), "has no effect without load = \"FEED\"")
+    elif load_key == "":
+        v.error((*path, "load_key"), "must not be empty")
     if not ipv4 and not ipv6 and cname is None and not any(
             k in tbl for k in ("ipv4", "ipv6", "cname")):
         v.error(path, "POP has no ipv4, ipv6 or cname")
@@ -94,7 +121,8 @@ def _pop(v: _Validator, name: str, raw: object, checks: Mapping[str, Any]) -> Po
         return None
     return Pop(name=name, lat=float(lat), lon=float(lon), ipv4=ipv4, ipv6=ipv6, cname=cname,
                weight=float(weight if weight is not None else 1.0), health=health,
-               capacity=float(capacity) if capacity is not None else None)
+               capacity=float(capacity) if capacity is not None else None,
+               load=load, load_key=load_key or None)
 
 
 def _dns_name(v: _Validator, path: KeyPath, text: str) -> str | None:
@@ -110,40 +138,6 @@ def _dns_name(v: _Validator, path: KeyPath, text: str) -> str | None:
         v.error(path, "must not be the root name")
         return None
     return name.to_text()
-
-
-class _PoolCtx:
-    """What pool validation needs to know about the rest of the config."""
-
-    def __init__(self, pops: Mapping[str, Pop | None]) -> None:
-        self.pops = pops
-
-
-def _pop_list(v: _Validator, ctx: _PoolCtx, value: object, path: KeyPath,
-              allow_empty: bool = False) -> tuple[str, ...] | None:
-    if not isinstance(value, list):
-        v.error(path, f"expected an array of POP names, got {_type_name(value)}")
-        return None
-    if not value and not allow_empty:
-        v.error(path, "must not be empty")
-        return None
-    out: list[str] = []
-    ok = True
-    for i, item in enumerate(value):
-        if not isinstance(item, str):
-            v.error((*path, i), f"expected a POP name, got {_type_name(item)}")
-            ok = False
-        elif item not in ctx.pops:
-            close = difflib.get_close_matches(item, list(ctx.pops), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            v.error((*path, i), f"unknown POP {item!r}{hint}")
-            ok = False
-        elif item in out:
-            v.error((*path, i), f"duplicate POP {item!r}")
-            ok = False
-        else:
-            out.append(item)
-    return tuple(out) if ok else None
 
 
 def _rule_table(v: _Validator, ctx: _PoolCtx, tbl: Mapping[str, Any], key: str,
@@ -201,6 +195,19 @@ def _nets(v: _Validator, ctx: _PoolCtx, tbl: Mapping[str, Any],
     return tuple(out.items())
 
 
+_FALLBACK_EXTRA: Final = tuple(dict.fromkeys(
+    k for s in FALLBACK_STRATEGIES for k in _POOL_EXTRA[s]))
+
+
+def _kind(tbl: Mapping[str, Any], strategy: str) -> str | None:
+    """The strategy whose rules a pool's keys follow: itself, or a latency pool's fallback
+    (None when that fallback is invalid; steering_options reports it)."""
+    if strategy != "latency":
+        return strategy
+    fallback = tbl.get("fallback", "nearest")
+    return fallback if fallback in FALLBACK_STRATEGIES else None
+
+
 def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
     path: KeyPath = ("pools", name)
     tbl = v.table(raw, path)
@@ -212,7 +219,12 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
         every = _POOL_COMMON + tuple({k for e in _POOL_EXTRA.values() for k in e})
         v.keys(tbl, path, every)
         return None
-    v.keys(tbl, path, _POOL_COMMON + _POOL_EXTRA[strategy], f" for strategy {strategy!r}")
+    kind = _kind(tbl, strategy)  # latency: its fallback decides the other keys
+    v.keys(tbl, path, _POOL_COMMON + _POOL_EXTRA[strategy] + (
+        () if kind == strategy else _POOL_EXTRA[kind] if kind else _FALLBACK_EXTRA),
+        f" for strategy {strategy!r}" + (f" with fallback {kind!r}" if kind != strategy
+                                         and kind else ""))
+    kind = kind or "nearest"
     ttl = v.number(tbl, "ttl", path, 60, 0, MAX_TTL, integer=True)
     ttl_fail = v.number(tbl, "ttl_on_failure", path, 10, 0, MAX_TTL, integer=True)
     answers = v.number(tbl, "answers", path, None if strategy == "all" else 1, 1, 1000,
@@ -225,10 +237,10 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
     pops: tuple[str, ...] | None = ()
     if "pops" in tbl:
         pops = _pop_list(v, ctx, tbl["pops"], (*path, "pops"))
-    elif strategy in ("failover", "weighted", "all"):
+    elif kind in ("failover", "weighted", "all"):
         v.error((*path, "pops"), "missing required key")
         pops = None
-    elif strategy == "nearest":
+    elif kind == "nearest":
         pops = tuple(ctx.pops)
     default: tuple[str, ...] | None = ()
     if "default" in tbl:
@@ -240,7 +252,9 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
     continent = country = subdivision = {}
     nets: tuple[tuple[IPNetwork, tuple[str, ...]], ...] = ()
     weights: dict[str, float] = {}
-    if strategy == "geo":
+    asn: dict[int, tuple[str, ...]] | None = {}
+    if kind == "geo":
+        asn = asn_rules(v, ctx, tbl, path)
         continent = _rule_table(v, ctx, tbl, "continent", path)
         country = _rule_table(v, ctx, tbl, "country", path)
         subdivision = _rule_table(v, ctx, tbl, "subdivision", path)
@@ -252,13 +266,13 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
                 v.error((*path, "default"), "missing required key (a geo pool needs a "
                         "default list, or pops)")
                 ok = False
-    elif strategy == "nearest":
+    elif kind == "nearest":
         stray = [p for p in default if p not in pops]
         for p in stray:
             v.error((*path, "default", default.index(p)),
                     f"POP {p!r} is not in {format_path((*path, 'pops'))}")
         ok = ok and not stray
-    elif strategy == "weighted":
+    elif kind == "weighted":
         for p in pops:
             pop_obj = ctx.pops[p]
             if pop_obj is not None:
@@ -283,20 +297,26 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
                     "every POP has weight 0")
             ok = False
 
+    steering = steering_options(v, tbl, path, strategy)
+    if steering is None or asn is None:
+        ok = False
+        steering, asn = {}, {}
+
     pool = Pool(
         name=name, strategy=strategy, ttl=ttl or 0, ttl_on_failure=ttl_fail or 0,
         answers=answers, all_down=all_down or "fail_open", pops=pops, default=default,
         continent=MappingProxyType(continent), country=MappingProxyType(country),
         subdivision=MappingProxyType(subdivision), nets=nets,
-        weights=MappingProxyType(weights),
+        weights=MappingProxyType(weights), asn=MappingProxyType(asn), **steering,
     )
     refs = [ctx.pops[p] for p in pool.referenced_pops() if ctx.pops.get(p) is not None]
     with_cname = [p.name for p in refs if p is not None and p.cname is not None]
     if with_cname and len(with_cname) != len(refs):
         plain = [p.name for p in refs if p is not None and p.cname is None]
         implicit = " (pops defaults to every POP)" if "pops" not in tbl and \
-            strategy == "nearest" else ""
+            kind == "nearest" else ""
         v.error(path, f"mixes CNAME POPs ({', '.join(with_cname)}) with address POPs "
                 f"({', '.join(plain)}){implicit}")
         ok = False
+    ok = check_pool_steering(v, ctx, tbl, path, pool) and ok
     return pool if ok else None

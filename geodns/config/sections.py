@@ -103,16 +103,17 @@ def _geoip(v: _Validator, raw: object) -> GeoIPConfig:
     tbl = v.table(raw, path)
     if tbl is None:
         return GeoIPConfig(default_geoip_database())
-    v.keys(tbl, path, ("database", "max_age_days"))
+    v.keys(tbl, path, ("database", "max_age_days", "asn_database"))
     age = v.number(tbl, "max_age_days", path, DEFAULT_GEOIP_MAX_AGE_DAYS, 0, 36500,
                    integer=True)
     max_age = age if age is not None else DEFAULT_GEOIP_MAX_AGE_DAYS
     db = v.path_value(tbl, "database", path)
-    if db is None:
-        return GeoIPConfig(default_geoip_database(), max_age)
-    if not db.is_file():
+    if db is not None and not db.is_file():
         v.error((*path, "database"), f"no such file: {db}")
-    return GeoIPConfig(db, max_age)
+    asn = v.path_value(tbl, "asn_database", path)
+    if asn is not None and not asn.is_file():
+        v.error((*path, "asn_database"), f"no such file: {asn}")
+    return GeoIPConfig(db or default_geoip_database(), max_age, asn_database=asn)
 
 
 def _explain(v: _Validator, raw: object) -> ExplainConfig:

@@ -1,1 +1,1 @@
-"""GeoIP data: the mmdb format read in bulk, locations, and the open database."""
+"""GeoIP data: the mmdb format read in bulk, locations, the open database, ASN data."""

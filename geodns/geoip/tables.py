@@ -36,10 +36,14 @@ _ARRAYS: Final = ("hi", "lo", "depth", "rows")
 
 
 def default_cache_dir() -> Path:
-    """``$GEODNS_CACHE_DIR``, else ``$XDG_CACHE_HOME/geodns``, else ``~/.cache/geodns``."""
+    """``$GEODNS_CACHE_DIR``, else systemd's ``$CACHE_DIRECTORY`` (``CacheDirectory=`` in
+    the unit), else ``$XDG_CACHE_HOME/geodns``, else ``~/.cache/geodns``."""
     env = os.environ.get("GEODNS_CACHE_DIR")
     if env:
         return Path(env)
+    systemd = os.environ.get("CACHE_DIRECTORY")
+    if systemd:
+        return Path(systemd.split(":", 1)[0])
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".cache") / "geodns"
 
@@ -165,7 +169,11 @@ class GeoTables:
         cache directory is usable; a cache problem never stops the build)."""
         key = cls.cache_key(path, meta) if cache_dir is not None else None
         where = cache_dir / f"geoip-{key}" if cache_dir is not None and key else None
-        if where is not None and where.is_dir():
+        try:
+            cached = where is not None and where.is_dir()
+        except OSError:  # e.g. the home of another user after dropping privileges
+            cached, where = False, None
+        if cached and where is not None:
             try:
                 return cls._load(where)
             except (OSError, ValueError, KeyError) as exc:

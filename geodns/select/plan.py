@@ -162,7 +162,11 @@ class Plan:
         if found is None:
             def resolve(entry: Entry) -> Answer | Alias:
                 if isinstance(entry, Alias):
-                    return entry
+                    # IPv4 inside IPv6: when every IPv4 client gets the same answer, so
+                    # does the whole block, which may then merge with its neighbours.
+                    v4 = self.answer_map(V4_IN_V6 if V4_IN_V6 in self.maps else 4, fam,
+                                         health)
+                    return cast(Answer, v4.answers[0]) if len(v4) == 1 else entry
                 return self.answer(fam, entry.pops, health)
 
             found = AnswerMap.build(self.maps[cfam], resolve, health.cache_token, _seen_as)

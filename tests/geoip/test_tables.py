@@ -149,3 +149,24 @@ def test_unwritable_cache_directory_does_not_stop_the_build(tmp_path: Path) -> N
     blocker.write_text("not a directory")
     tables = GeoDB.open(path, cache_dir=blocker / "cache").tables()
     assert len(tables.v4) > 1
+
+
+def test_inaccessible_cache_directory_does_not_stop_the_build(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After dropping privileges, the default cache may sit in a home we cannot enter."""
+    path = write_mmdb(tmp_path / "t.mmdb", TINY_NETWORKS)
+
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_dir", denied)
+    tables = GeoDB.open(path, cache_dir=tmp_path / "cache").tables()
+    assert len(tables.v4) > 1 and not tables.from_cache
+
+
+def test_systemd_cache_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from geodns.geoip.tables import default_cache_dir
+
+    monkeypatch.delenv("GEODNS_CACHE_DIR", raising=False)
+    monkeypatch.setenv("CACHE_DIRECTORY", "/var/cache/geodns")
+    assert default_cache_dir() == Path("/var/cache/geodns")

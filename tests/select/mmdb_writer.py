@@ -180,3 +180,18 @@ def city(continent: str, country: str, lat: float, lon: float,
     if name:
         rec["city"] = {"names": {"en": name}}
     return rec
+
+
+def asn(number: int, org: str | None = None) -> dict[str, Any]:
+    """A GeoLite2-ASN-shaped record."""
+    rec: dict[str, Any] = {"autonomous_system_number": Uint(number, 32)}
+    if org is not None:
+        rec["autonomous_system_organization"] = org
+    return rec
+
+
+def write_asn_mmdb(path: Path, networks: list[tuple[str, int, str | None]],
+                   ip_version: int = 6) -> Path:
+    """A GeoLite2-ASN style database from (CIDR, ASN, organisation) rows."""
+    return write_mmdb(path, [(cidr, asn(number, org)) for cidr, number, org in networks],
+                      ip_version=ip_version, database_type="GeoLite2-ASN")

@@ -1,0 +1,31 @@
+"""Config features that parse and validate but that the server does not act on yet.
+
+Issue 12 (load feeds, spillover, latency maps, ASN rules, guards) lands in two steps:
+config and data first, selector later.  Until a feature is wired, a config using it
+must not pass ``geodns check`` or start a server as if it worked, so each use is
+recorded as a ``FILE:LINE: key.path: problem`` that :func:`geodns.config.parse_config`
+raises unless called with ``allow_unwired=True`` (tests, and the lead while wiring).
+
+Wiring a feature = deleting its entry from :data:`UNWIRED`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# feature -> what the operator is told it would have done
+UNWIRED: Final[dict[str, str]] = {
+    "loads": "load feeds are not polled by this server yet",
+    "spill": "capacity-aware spillover is not applied by this server yet",
+    "latency": "the latency strategy is not served by this server yet",
+    "asn": "asn rules are not applied by this server yet",
+    "guards": "pool guards (min_up, max_share) are not enforced by this server yet",
+}
+
+
+def unwired_message(feature: str) -> str | None:
+    """The problem text for using ``feature``, or None once it is wired."""
+    what = UNWIRED.get(feature)
+    if what is None:
+        return None
+    return f"{what} (issue 12); remove it, or run a geodns that supports it"

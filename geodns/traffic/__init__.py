@@ -1,0 +1,1 @@
+"""Data-driven traffic control (issue 12): load feeds, latency maps, guards."""
