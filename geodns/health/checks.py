@@ -24,7 +24,7 @@ import dns.rcode
 import dns.rdatatype
 
 from geodns.config import Check
-from geodns.health.procs import run_contained
+from geodns.health.procs import READ_LIMIT, run_contained
 
 __all__ = [
     "BODY_LIMIT",
@@ -197,8 +197,13 @@ async def _external(check: Check, address: str | None) -> tuple[bool, str]:
     code = result.code
     if code == 0:
         return True, "exit 0"
-    tail = result.stderr.decode(errors="replace").strip().splitlines()
-    detail = f": {tail[-1][:_STDERR_TAIL]}" if tail else ""
+    if result.overflow:
+        detail = f": stderr over {READ_LIMIT // 1024} KiB, pipe closed"
+    else:
+        tail = result.stderr.decode(errors="replace").strip().splitlines()
+        last = "".join(c if c.isprintable() else "?" for c in tail[-1][:_STDERR_TAIL]) \
+            if tail else ""
+        detail = f": {last}" if last else ""
     if code < 0:
         return False, f"killed by signal {-code}{detail}"
     return False, f"exit {code}{detail}"

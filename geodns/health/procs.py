@@ -55,13 +55,15 @@ def _die_with_parent() -> None:
 
 
 class CommandResult:
-    """Exit status (negative: killed by that signal) and the kept tail of stderr."""
+    """Exit status (negative: killed by that signal), the kept tail of stderr, and
+    whether stderr went over :data:`READ_LIMIT` (then we closed the pipe)."""
 
-    __slots__ = ("code", "stderr")
+    __slots__ = ("code", "overflow", "stderr")
 
-    def __init__(self, code: int, stderr: bytes) -> None:
+    def __init__(self, code: int, stderr: bytes, overflow: bool = False) -> None:
         self.code = code
         self.stderr = stderr
+        self.overflow = overflow
 
 
 class _BoundedPipe:
@@ -123,7 +125,7 @@ async def run_contained(argv: Sequence[str], env: Mapping[str, str]) -> CommandR
     try:
         code = await proc.wait()
         pipe.drain()  # what was written just before the exit
-        return CommandResult(code, bytes(pipe.tail))
+        return CommandResult(code, bytes(pipe.tail), pipe.read >= READ_LIMIT)
     finally:
         pipe.close()
         await asyncio.shield(_reap(proc, token))
