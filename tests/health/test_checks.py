@@ -23,6 +23,7 @@ from tests.health.backends import (
     run_async,
     self_signed,
 )
+from tests.util import REPO_ROOT, geodns_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -268,6 +269,44 @@ def test_external_command_dies_with_geodns(tmp_path: Path) -> None:
     finally:
         runner.kill()
         runner.wait(5)
+
+
+def test_running_external_checks_are_cleaned_up_when_geodns_stops(tmp_path: Path) -> None:
+    """A real `geodns serve` stopped (SIGTERM) while a check runs: the command, a child in
+    its group and a child that left it with setsid are all gone."""
+    pids = tmp_path / "pids"
+    script = (f"setsid sleep 60 & echo $! >> {pids}; sleep 60 & echo $! >> {pids}; "
+              f"echo $$ >> {pids}; wait")
+    cfg = tmp_path / "geodns.toml"
+    cfg.write_text(f"""
+[checks.ext]
+type = "external"
+command = ["sh", "-c", "{script}"]
+interval = 60
+timeout = 30
+
+[pops.iad]
+lat = 38.9
+lon = -77.0
+ipv4 = ["192.0.2.10"]
+health = "ext"
+
+[pools.www]
+strategy = "nearest"
+
+[pools.api]
+strategy = "failover"
+pops = ["iad"]
+""")
+    with geodns_server(REPO_ROOT / "zones", ["--config", str(cfg)]) as srv:
+        deadline = time.monotonic() + 10
+        while len(pids.read_text().split() if pids.exists() else []) < 3:
+            assert time.monotonic() < deadline, srv.stderr_text()
+            time.sleep(0.05)
+        running = [int(p) for p in pids.read_text().split()]
+        assert all(_alive(p) for p in running)
+    survivors = [p for p in running if not _wait_dead(p)]
+    assert not survivors, f"processes of a running check outlived geodns: {survivors}"
 
 
 def _alive(pid: int) -> bool:
