@@ -96,15 +96,12 @@ class TCPConnections:
         self.tick = min(0.5, max(0.02, shortest / 8))
         self._sweeper: asyncio.TimerHandle | None = None
 
-    @property
-    def refused_total(self) -> int:
-        return self.refused.total
-
     def protocol(self) -> TCPProtocol:
         return TCPProtocol(self)
 
-    def admit(self, conn: TCPProtocol, key: str) -> bool:
+    def admit(self, conn: TCPProtocol) -> bool:
         """Count ``conn`` in, making room if the cap is reached; False: refuse it."""
+        key = conn.key
         if self.per_client.get(key, 0) >= self.limits.max_per_client:
             self.refused.hit(conn.peer)
             return False
@@ -181,7 +178,7 @@ class TCPProtocol(asyncio.BufferedProtocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
         self.key = client_key(self.peer)
-        if not self.shared.admit(self, self.key):
+        if not self.shared.admit(self):
             transport.abort()  # type: ignore[attr-defined]
             return
         limits = self.shared.limits
