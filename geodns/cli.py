@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--udp-size", type=int, help="our EDNS UDP payload size (default 1232)")
     s.add_argument("--tcp-idle-timeout", type=float, help="seconds (default 10)")
     s.add_argument("--tcp-max-connections", type=int, help="(default 1000)")
+    s.add_argument("--tcp-message-timeout", type=float,
+                   help="seconds a query may take to arrive whole (default 3)")
+    s.add_argument("--tcp-max-per-client", type=int,
+                   help="connections per IPv4 address / IPv6 /64 (default 100)")
     s.add_argument("--http", metavar="ADDR:PORT",
                    help="control API, status page and /metrics (default from the config, "
                         "127.0.0.1:8053; 'off' disables)")
@@ -269,11 +273,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         listen = [parse_listen(x) for x in DEFAULT_LISTEN]
     zones_dir = _zones_dir(args, config)
-    tcp = TCPLimits(config.server.tcp_idle_timeout, config.server.tcp_max_connections)
+    srv = config.server
+    tcp = TCPLimits(srv.tcp_idle_timeout, srv.tcp_max_connections, srv.tcp_message_timeout,
+                    srv.tcp_max_connections_per_client)
     if args.tcp_idle_timeout is not None:
         tcp.idle_timeout = args.tcp_idle_timeout
     if args.tcp_max_connections is not None:
         tcp.max_connections = args.tcp_max_connections
+    if args.tcp_message_timeout is not None:
+        tcp.message_timeout = args.tcp_message_timeout
+    if args.tcp_max_per_client is not None:
+        tcp.max_per_client = args.tcp_max_per_client
     if args.http is not None:
         try:
             http = None if args.http in ("", "off") else parse_listen(args.http)

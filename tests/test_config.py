@@ -87,6 +87,8 @@ def test_default_config() -> None:
     assert cfg.server.udp_size == 1232
     assert cfg.server.tcp_idle_timeout == 10
     assert cfg.server.tcp_max_connections == 1000
+    assert cfg.server.tcp_message_timeout == 3.0
+    assert cfg.server.tcp_max_connections_per_client == 100
     assert cfg.server.http == HostPort("127.0.0.1", 8053)
     assert cfg.explain.enabled
     assert cfg.explain.allows("127.0.0.1") and cfg.explain.allows("::1")
@@ -112,6 +114,8 @@ def test_server_section_and_relative_paths() -> None:
         udp_size = 4096
         tcp_idle_timeout = 2.5
         tcp_max_connections = 10
+        tcp_message_timeout = 1.5
+        tcp_max_connections_per_client = 4
         http = "[::1]:9000"
 
         [admin]
@@ -127,6 +131,7 @@ def test_server_section_and_relative_paths() -> None:
     assert str(s.listen[1]) == "[::]:5353"
     assert s.zones == Path("/etc/geodns/z")
     assert (s.udp_size, s.tcp_idle_timeout, s.tcp_max_connections) == (4096, 2.5, 10)
+    assert (s.tcp_message_timeout, s.tcp_max_connections_per_client) == (1.5, 4)
     assert s.http == HostPort("::1", 9000)
     assert cfg.admin.state_file == Path("/etc/geodns/state/overrides.json")
     assert not cfg.explain.enabled
@@ -266,6 +271,18 @@ def test_checks_defaults_and_types() -> None:
 
 
 # --------------------------------------------------------------------------- errors
+
+
+def test_tcp_limits_are_checked_with_their_line() -> None:
+    problems = _problems("""\
+        [server]
+        tcp_message_timeout = 0
+        tcp_max_connections_per_client = 0
+    """, "geodns.toml")
+    assert problems == [
+        "geodns.toml:2: server.tcp_message_timeout: must be greater than 0",
+        "geodns.toml:3: server.tcp_max_connections_per_client: must be at least 1",
+    ]
 
 
 def test_all_problems_reported_at_once_with_exact_lines() -> None:

@@ -54,6 +54,8 @@ class ServerConfig:
     udp_size: int = 1232
     tcp_idle_timeout: float = 10.0
     tcp_max_connections: int = 1000
+    tcp_message_timeout: float = 3.0  # a query must arrive whole within this
+    tcp_max_connections_per_client: int = 100  # per IPv4 address / IPv6 /64
     http: HostPort | None = _DEFAULT_HTTP  # None: control listener disabled
     http_token: str | None = None  # bearer token; required for a non-loopback listener
 

@@ -32,8 +32,8 @@ from geodns.config.validator import _MISSING, _cidr, _name_ok, _type_name, _Vali
 _METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
 
 _SERVER_KEYS: Final = (
-    "listen", "zones", "udp_size", "tcp_idle_timeout", "tcp_max_connections", "http",
-    "http_token",
+    "listen", "zones", "udp_size", "tcp_idle_timeout", "tcp_max_connections",
+    "tcp_message_timeout", "tcp_max_connections_per_client", "http", "http_token",
 )
 
 _CHECK_COMMON: Final = ("type", "interval", "timeout", "fall", "rise", "initial", "target",
@@ -73,6 +73,10 @@ def _server(v: _Validator, raw: object) -> ServerConfig:
     idle = v.number(tbl, "tcp_idle_timeout", path, d.tcp_idle_timeout, 0, 3600, lo_open=True)
     maxc = v.number(tbl, "tcp_max_connections", path, d.tcp_max_connections, 1, 10**6,
                     integer=True)
+    msg_timeout = v.number(tbl, "tcp_message_timeout", path, d.tcp_message_timeout, 0, 3600,
+                           lo_open=True)
+    per_client = v.number(tbl, "tcp_max_connections_per_client", path,
+                          d.tcp_max_connections_per_client, 1, 10**6, integer=True)
     http: HostPort | None = d.http
     hv = v.string(tbl, "http", path, None)
     if hv == "":
@@ -94,6 +98,10 @@ def _server(v: _Validator, raw: object) -> ServerConfig:
         udp_size=udp if udp is not None else d.udp_size,
         tcp_idle_timeout=float(idle) if idle is not None else d.tcp_idle_timeout,
         tcp_max_connections=maxc if maxc is not None else d.tcp_max_connections,
+        tcp_message_timeout=(float(msg_timeout) if msg_timeout is not None
+                             else d.tcp_message_timeout),
+        tcp_max_connections_per_client=(per_client if per_client is not None
+                                        else d.tcp_max_connections_per_client),
         http=http,
     )
 

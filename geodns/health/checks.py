@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import ssl
 import time
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import dns.rcode
 import dns.rdatatype
 
 from geodns.config import Check
+from geodns.health.procs import READ_LIMIT, run_contained
 
 __all__ = [
     "BODY_LIMIT",
@@ -181,7 +181,9 @@ async def _dns(check: Check, address: str, port: int) -> tuple[bool, str]:
 
 
 async def _external(check: Check, address: str | None) -> tuple[bool, str]:
-    """Run the command; exit 0 is up.  Killed (whole process group) on timeout."""
+    """Run the command; exit 0 is up.  Contained by :mod:`geodns.health.procs`: the
+    exit status decides (not the pipes closing), output is bounded, and the whole
+    process tree is killed on exit, on timeout and with geodns."""
     if not check.command:
         return False, "no command"
     env = dict(os.environ)
@@ -191,33 +193,20 @@ async def _external(check: Check, address: str | None) -> tuple[bool, str]:
     port = check_port(check)
     if port is not None:
         env["GEODNS_PORT"] = str(port)
-    proc = await asyncio.create_subprocess_exec(
-        *check.command, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True)
-    try:
-        _, err = await proc.communicate()
-    except BaseException:
-        await _kill(proc)
-        raise
-    code = proc.returncode
+    result = await run_contained(check.command, env)
+    code = result.code
     if code == 0:
         return True, "exit 0"
-    tail = err.decode(errors="replace").strip().splitlines()
-    detail = f": {tail[-1][:_STDERR_TAIL]}" if tail else ""
-    if code is not None and code < 0:
+    if result.overflow:
+        detail = f": stderr over {READ_LIMIT // 1024} KiB, pipe closed"
+    else:
+        tail = result.stderr.decode(errors="replace").strip().splitlines()
+        last = "".join(c if c.isprintable() else "?" for c in tail[-1][:_STDERR_TAIL]) \
+            if tail else ""
+        detail = f": {last}" if last else ""
+    if code < 0:
         return False, f"killed by signal {-code}{detail}"
     return False, f"exit {code}{detail}"
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    """SIGKILL the command's process group and reap it (shielded from cancellation)."""
-    if proc.returncode is None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-    with contextlib.suppress(Exception):
-        await asyncio.shield(proc.wait())
 
 
 # --------------------------------------------------------------------------- reasons

@@ -14,13 +14,18 @@ published overrides are keyed exactly like checked states.  Rules apply in order
 later lines win.  ``until`` is absolute (ISO 8601 with a zone) or relative
 (``+30m``, ``+1h30m``, ``+2d``); a relative time counts from when its line first
 appeared (the file's mtime when the server starts), so editing other lines never
-extends a drill.
+extends a drill.  ``until`` may be at most :data:`MAX_AHEAD` (a year) ahead and a
+pattern at most :data:`MAX_PATTERN` characters; the API keeps at most
+:data:`MAX_API_RULES` rules.
 
 A file with any bad line is rejected as a whole (every problem logged as
 ``FILE:LINE: problem``) and the previous rules stay; a deleted file clears them.
 The file is polled (mtime, size, inode) every second and read with aiofiles.  The
 in-memory API (:meth:`Overrides.set_override`, :meth:`Overrides.clear_override`)
-edits the same rules and, when a file is configured, persists them to it.
+edits the same rules and, when a file is configured, persists them to it: edits are
+serialised by one lock (with the file polls), the new text is checked before it is
+written, and it is written to a unique temporary file renamed over the old one, so
+concurrent requests never lose one another's write and a failed one changes nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import math
 import os
 import re
+import stat
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -47,6 +55,9 @@ from geodns.health.snapshot import STATES, HealthKey, State
 from geodns.problems import Problems
 
 __all__ = [
+    "MAX_AHEAD",
+    "MAX_API_RULES",
+    "MAX_PATTERN",
     "OverrideError",
     "OverrideRule",
     "Overrides",
@@ -61,10 +72,14 @@ __all__ = [
 log = logging.getLogger("geodns.health")
 
 POLL_INTERVAL: Final = 1.0
+MAX_AHEAD: Final = 366 * 86400  # `until` at most this far ahead (and year 9999 never)
+MAX_PATTERN: Final = 128  # characters: a 63-character POP name, '/', an IPv6 address
+MAX_API_RULES: Final = 1000  # rules the API will hold (each PUT of a new pattern adds one)
 _GLOB_CHARS: Final = frozenset("*?[")
 _POP_PATTERN_RE = re.compile(r"^[A-Za-z0-9_.\-*?\[\]!]+$")
 _ADDR_GLOB_RE = re.compile(r"^[0-9A-Fa-f.:*?\[\]!-]+$")
-_RELATIVE_RE = re.compile(r"^\+(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_RELATIVE_RE = re.compile(
+    r"^\+(?:(\d{1,9})w)?(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?$")
 _UNIT_SECONDS: Final = (7 * 86400, 86400, 3600, 60, 1)
 _USAGE: Final = '"PATTERN STATE [until TIME]"'
 _TIME_EXAMPLE: Final = "e.g. 2026-12-01T10:00:00Z or +30m"
@@ -124,14 +139,22 @@ def match_targets(pattern: str,
 
 
 def format_time(ts: float) -> str:
-    """Epoch seconds as ``2026-12-01T10:00:00Z`` (sub-second precision dropped)."""
-    return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Epoch seconds as ``2026-12-01T10:00:00Z`` (sub-second precision dropped).
+
+    Never raises: status pages must render whatever a rule holds."""
+    try:
+        return datetime.fromtimestamp(int(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):
+        return f"@{ts!r}"
 
 
 def parse_pattern(text: str) -> str:
     """Validate and normalize a pattern (literal IPs canonicalized); ValueError explains."""
     if not text:
         raise ValueError("empty pattern")
+    if len(text) > MAX_PATTERN:
+        raise ValueError(f"pattern {text[:40]!r}... is {len(text)} characters long "
+                         f"(at most {MAX_PATTERN})")
     pop_glob, sep, addr_glob = text.partition("/")
     if "/" in addr_glob:
         raise ValueError(f"bad pattern {text!r}: at most one '/' (POP/ADDRESS)")
@@ -158,7 +181,24 @@ def parse_pattern(text: str) -> str:
 
 
 def parse_until(text: str, anchor: float) -> float:
-    """``+30m``-style (from ``anchor``) or ISO 8601 with a zone; ValueError explains."""
+    """``+30m``-style (from ``anchor``) or ISO 8601 with a zone, at most
+    :data:`MAX_AHEAD` after ``anchor``; ValueError explains."""
+    when = _parse_time(text, anchor)
+    check_ahead(when, anchor, text)
+    return when
+
+
+def check_ahead(when: float, anchor: float, text: str | None = None) -> None:
+    """ValueError unless ``when`` is a finite time at most MAX_AHEAD after ``anchor``."""
+    if not math.isfinite(when) or when - anchor > MAX_AHEAD:
+        shown = text if text is not None else repr(when)
+        raise ValueError(f"until {shown!r} is more than {MAX_AHEAD // 86400} days ahead "
+                         "(leave until out for an override that stays until removed)")
+
+
+def _parse_time(text: str, anchor: float) -> float:
+    if len(text) > 64:
+        raise ValueError(f"bad time {text[:40]!r}... ({_TIME_EXAMPLE})")
     if text.startswith("+"):
         m = _RELATIVE_RE.match(text)
         if m is None or not any(m.groups()):
@@ -174,7 +214,10 @@ def parse_until(text: str, anchor: float) -> float:
         raise ValueError(f"bad time {text!r} ({_TIME_EXAMPLE})") from None
     if when.tzinfo is None:
         raise ValueError(f"time {text!r} has no timezone (add Z or +HH:MM)")
-    return when.timestamp()
+    try:
+        return when.timestamp()
+    except (OverflowError, ValueError):
+        raise ValueError(f"time {text!r} is out of range") from None
 
 
 def _parse_state(text: str) -> State:
@@ -282,6 +325,7 @@ class Overrides:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._active_sig: tuple[int, ...] = ()
+        self._lock = asyncio.Lock()  # one file poll or API edit at a time
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -353,6 +397,10 @@ class Overrides:
 
     async def poll(self) -> bool:
         """Re-read the file if its (mtime, size, inode) changed; True when rules changed."""
+        async with self._lock:
+            return await self._poll()
+
+    async def _poll(self) -> bool:
         if self.path is None:
             return False
         try:
@@ -466,16 +514,20 @@ class Overrides:
             norm = parse_pattern(pattern)
             st = _parse_state(state)
             expires = _until(until, now)
+            if expires is not None:
+                check_ahead(expires, now)
         except ValueError as exc:
             raise OverrideError([str(exc)]) from None
         if expires is not None and expires <= now:
             raise OverrideError([f"until {format_time(expires)} is in the past"])
         rule = OverrideRule(norm, st, expires, "api")
         if self.path is None:
-            self._replace([r for r in self.rules if r.pattern != norm] + [rule], [])
+            kept = [r for r in self.rules if r.pattern != norm]
+            _check_count(kept)
+            self._replace([*kept, rule], [])
             return rule
         await self._edit_file(norm, rule.describe())
-        return next(r for r in reversed(self.rules) if r.pattern == norm)
+        return next((r for r in reversed(self.rules) if r.pattern == norm), rule)
 
     async def clear_override(self, pattern: str) -> bool:
         """Remove every rule with exactly this pattern; True if there was one."""
@@ -483,18 +535,23 @@ class Overrides:
             norm = parse_pattern(pattern)
         except ValueError as exc:
             raise OverrideError([str(exc)]) from None
-        if not any(r.pattern == norm for r in self.rules):
-            return False
         if self.path is None:
+            if not any(r.pattern == norm for r in self.rules):
+                return False
             self._replace([r for r in self.rules if r.pattern != norm], [])
-        else:
-            await self._edit_file(norm, None)
-        return True
+            return True
+        return await self._edit_file(norm, None)
 
-    async def _edit_file(self, pattern: str, line: str | None) -> None:
-        """Drop the lines for ``pattern``, append ``line``; atomic rename, then apply."""
+    async def _edit_file(self, pattern: str, line: str | None) -> bool:
+        """Drop the lines for ``pattern``, append ``line``; checked, written to a unique
+        temporary file and renamed, then applied.  False when there was nothing to drop
+        (and nothing to add).  Serialised with every other edit and poll."""
+        async with self._lock:
+            return await self._edit_locked(pattern, line)
+
+    async def _edit_locked(self, pattern: str, line: str | None) -> bool:
         assert self.path is not None
-        await self.poll()  # do not overwrite an edit we have not seen yet
+        await self._poll()  # do not overwrite an edit we have not seen yet
         if self.errors:
             raise OverrideError([f"{self.path} has errors; fix it first", *self.errors])
         try:
@@ -503,21 +560,55 @@ class Overrides:
         except FileNotFoundError:
             text = ""
         kept = []
+        dropped = False
         for old in text.splitlines():
             tokens = _split(old)
             if tokens:
                 with contextlib.suppress(ValueError):
                     if parse_pattern(tokens[0]) == pattern:
+                        dropped = True
                         continue
             kept.append(old)
+        if line is None and not dropped:
+            return False
         if line is not None:
             kept.append(line)
         new_text = "".join(x + "\n" for x in kept)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        # What we write must load: check it exactly as the next poll will read it.
+        rules, _ = parse_overrides(new_text, str(self.path), base_time=self.clock(),
+                                   anchors=self._anchors)
+        if line is not None:
+            _check_count(rules[:-1])
+        await _write_atomically(self.path, new_text)
+        await self._poll()
+        return True
+
+
+async def _write_atomically(path: Path, text: str) -> None:
+    """A unique temporary file in the same directory, renamed over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = 0o644
+        os.fchmod(fd, mode)  # keep the operator's permissions, not mkstemp's 0600
+    finally:
+        os.close(fd)
+    try:
         async with aiofiles.open(tmp, "w", encoding="utf-8") as f:
-            await f.write(new_text)
-        await aiofiles.os.replace(tmp, self.path)
-        await self.poll()
+            await f.write(text)
+        await aiofiles.os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _check_count(rules: list[OverrideRule]) -> None:
+    if len(rules) >= MAX_API_RULES:
+        raise OverrideError([f"{len(rules)} overrides already; at most {MAX_API_RULES} "
+                             "(delete some, or use a glob)"])
 
 
 def _until(value: datetime | float | str | None, now: float) -> float | None:

@@ -171,6 +171,12 @@ async def _guard(request: web.Request,
         if exc.status >= 400 and exc.content_type != "application/json":
             return _error(exc.status, exc.reason)
         raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # errors are always JSON, even our own bugs
+        log.exception("control: %s %s from %s failed", request.method, request.path,
+                      _client(request))
+        return _error(500, f"internal error: {type(exc).__name__}; see the server log")
 
 
 # --------------------------------------------------------------------------- handlers
@@ -261,15 +267,16 @@ def parse_override(body: object, now: float) -> tuple[str, str, float | None]:
                          '"until": "+30m"}')
     unknown = sorted(set(body) - _OVERRIDE_KEYS)
     if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}; expected "
-                         "target, state and optionally until")
+        raise ValueError(f"unknown key(s) {_short(', '.join(map(repr, unknown)))}; "
+                         "expected target, state and optionally until")
     target, state, until = body.get("target"), body.get("state"), body.get("until")
     if not isinstance(target, str) or not target:
         raise ValueError('"target" is required: a POP ("fra"), every address of a POP '
                          '("fra/*") or one address ("fra/192.0.2.20")')
     pattern = parse_pattern(target)
     if not isinstance(state, str) or state.lower() not in STATES:
-        raise ValueError(f'"state" must be one of {", ".join(STATES)}, got {state!r}')
+        raise ValueError(f'"state" must be one of {", ".join(STATES)}, got '
+                         f'{_short(repr(state))}')
     expires: float | None = None
     if until is not None:
         if not isinstance(until, str):
@@ -279,6 +286,11 @@ def parse_override(body: object, now: float) -> tuple[str, str, float | None]:
         if expires <= now:
             raise ValueError(f'"until" {until!r} is in the past')
     return pattern, state.lower(), expires
+
+
+def _short(text: str, limit: int = 80) -> str:
+    """Client input echoed in an error, cut to a readable length."""
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def _matches(pattern: str, pops: list[Any]) -> list[str]:
@@ -302,6 +314,8 @@ async def _put_override(request: web.Request) -> web.Response:
         body = json.loads(raw or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"body is not valid JSON: {exc}")
+    except RecursionError:
+        return _error(400, "body is not valid JSON: nested too deeply")
     now = time.time()
     try:
         pattern, state, until = parse_override(body, now)
@@ -315,11 +329,11 @@ async def _put_override(request: web.Request) -> web.Response:
             known = ", ".join(str(p.get("name")) for p in pops if isinstance(p, dict))
             return _error(400, f"target {pattern!r} matches no POP or address "
                           f"(POPs: {known or 'none'})")
+    until_text = format_time(until) if until is not None else None
     try:
         await _maybe_await(backend.set_override(pattern, state, until))
     except ValueError as exc:
         return _error(400, str(exc))
-    until_text = format_time(until) if until is not None else None
     log.info("control: override %s %s%s set by %s", pattern, state,
              f" until {until_text}" if until_text else "", _client(request),
              extra=event("control", action="override_set", client=_client(request),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from tests.health.backends import (
     run_async,
     self_signed,
 )
+from tests.util import REPO_ROOT, geodns_server
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -186,6 +189,124 @@ def test_external_is_killed_on_timeout(tmp_path: Path) -> None:
     while time.monotonic() < deadline and _alive(child):
         time.sleep(0.05)
     assert not _alive(child), "the command's child process survived the timeout"
+
+
+def _wait_dead(pid: int, within: float = 2.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def test_external_backgrounded_child_is_up_promptly_and_killed(tmp_path: Path) -> None:
+    """Exit 0 with a child still holding stderr: up at once (not a timeout), child gone."""
+    pid_file = tmp_path / "pid"
+    script = f"sleep 30 & echo $! > {pid_file}; exit 0"
+    start = time.monotonic()
+    result = run_async(run_check(external("sh", "-c", script, timeout=3.0), HOST))
+    assert (result.ok, result.reason) == (True, "exit 0")
+    assert time.monotonic() - start < 1.5
+    assert _wait_dead(int(pid_file.read_text())), "the backgrounded child outlived its check"
+
+
+def test_external_setsid_child_is_killed(tmp_path: Path) -> None:
+    """A child that leaves the process group (setsid) is found by its marker and killed."""
+    pid_file = tmp_path / "pid"
+    inner = f"echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 30"
+    script = (f"setsid sh -c '{inner}' & "
+              f"while [ ! -s {pid_file} ]; do sleep 0.01; done; exit 0")
+    result = run_async(run_check(external("sh", "-c", script, timeout=3.0), HOST))
+    assert (result.ok, result.reason) == (True, "exit 0")
+    child = int(pid_file.read_text())
+    assert _wait_dead(child), "the setsid child outlived its check"
+
+
+def test_external_stderr_flood_is_bounded() -> None:
+    """`head -c 3G /dev/zero >&2` ends at once (pipe closed after a few KiB) and the
+    process running the check does not grow (measured in a fresh interpreter)."""
+    code = (
+        "import asyncio, resource, time\n"
+        "from geodns.config import Check\n"
+        "from geodns.health.checks import run_check\n"
+        "c = Check(name='x', type='external', timeout=3.0, interval=10,\n"
+        "          command=('sh', '-c', 'head -c 3G /dev/zero >&2'))\n"
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "t = time.monotonic()\n"
+        "r = asyncio.run(run_check(c, None))\n"
+        "grew = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base\n"
+        "print(r.ok, round(time.monotonic() - t, 2), grew, r.reason)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=30, check=True).stdout.split(maxsplit=3)
+    ok, seconds, grew_kib = out[0], float(out[1]), int(out[2])
+    assert ok == "False"
+    assert out[3].strip().endswith("stderr over 16 KiB, pipe closed")
+    assert grew_kib < 20_000, f"the check's stderr grew the process by {grew_kib} KiB"
+    assert seconds < 2.0, out
+
+
+def test_external_command_dies_with_geodns(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: when the process running checks is killed, so is the command."""
+    pid_file = tmp_path / "pid"
+    code = (
+        "import asyncio\n"
+        "from geodns.config import Check\n"
+        "from geodns.health.checks import run_check\n"
+        "c = Check(name='x', type='external', timeout=60.0, interval=100,\n"
+        f"          command=('sh', '-c', 'echo $$ > {pid_file}; exec sleep 60'))\n"
+        "asyncio.run(run_check(c, None))\n"
+    )
+    runner = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        deadline = time.monotonic() + 10
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert time.monotonic() < deadline, "the check command never started"
+            time.sleep(0.05)
+        command = int(pid_file.read_text())
+        runner.kill()
+        runner.wait(5)
+        assert _wait_dead(command), "the check command outlived the process that ran it"
+    finally:
+        runner.kill()
+        runner.wait(5)
+
+
+def test_running_external_checks_are_cleaned_up_when_geodns_stops(tmp_path: Path) -> None:
+    """A real `geodns serve` stopped (SIGTERM) while a check runs: the command, a child in
+    its group and a child that left it with setsid are all gone."""
+    pids = tmp_path / "pids"
+    script = (f"setsid sleep 60 & echo $! >> {pids}; sleep 60 & echo $! >> {pids}; "
+              f"echo $$ >> {pids}; wait")
+    cfg = tmp_path / "geodns.toml"
+    cfg.write_text(f"""
+[checks.ext]
+type = "external"
+command = ["sh", "-c", "{script}"]
+interval = 60
+timeout = 30
+
+[pops.iad]
+lat = 38.9
+lon = -77.0
+ipv4 = ["192.0.2.10"]
+health = "ext"
+
+[pools.www]
+strategy = "nearest"
+
+[pools.api]
+strategy = "failover"
+pops = ["iad"]
+""")
+    with geodns_server(REPO_ROOT / "zones", ["--config", str(cfg)]) as srv:
+        deadline = time.monotonic() + 10
+        while len(pids.read_text().split() if pids.exists() else []) < 3:
+            assert time.monotonic() < deadline, srv.stderr_text()
+            time.sleep(0.05)
+        running = [int(p) for p in pids.read_text().split()]
+        assert all(_alive(p) for p in running)
+    survivors = [p for p in running if not _wait_dead(p)]
+    assert not survivors, f"processes of a running check outlived geodns: {survivors}"
 
 
 def _alive(pid: int) -> bool:

@@ -14,6 +14,9 @@ import pytest
 from geodns.config import Config
 from geodns.health.monitor import HealthMonitor
 from geodns.health.overrides import (
+    MAX_AHEAD,
+    MAX_API_RULES,
+    MAX_PATTERN,
     OverrideError,
     OverrideRule,
     Overrides,
@@ -99,6 +102,14 @@ BAD = [
                  "and glob characters * ? [ ]"),
     ("fra/192.0.2.x* down", "bad pattern 'fra/192.0.2.x*': address glob may only hold hex "
                             "digits, '.', ':' and glob characters * ? [ ]"),
+    ("fra down until +367d", "until '+367d' is more than 366 days ahead (leave until out for "
+                             "an override that stays until removed)"),
+    ("fra down until 9999-12-31T23:59:59Z", "until '9999-12-31T23:59:59Z' is more than 366 "
+     "days ahead (leave until out for an override that stays until removed)"),
+    ("fra down until +9999999999w", "bad relative time '+9999999999w' (e.g. +90s, +30m, "
+                                    "+1h30m, +2d)"),
+    ("f" + "*" * 128 + " down", "pattern 'f" + "*" * 39 + "'... is 129 characters long "
+                                "(at most 128)"),
 ]
 
 
@@ -294,6 +305,48 @@ def test_api_without_a_file(config: Config) -> None:
     run_async(main())
 
 
+def test_api_bounds_times_patterns_and_rule_count() -> None:
+    async def main() -> None:
+        ov = Overrides(None, poll_interval=POLL)
+        for until in ("+367d", "+9999999w", time.time() + MAX_AHEAD + 60, float("inf"),
+                      datetime(9999, 12, 31, tzinfo=UTC)):
+            with pytest.raises(OverrideError, match="days ahead"):
+                await ov.set_override("fra", "down", until=until)
+        with pytest.raises(OverrideError, match=f"at most {MAX_PATTERN}"):
+            await ov.set_override("f" * (MAX_PATTERN + 1), "down")
+        assert ov.rules == []
+        for i in range(MAX_API_RULES):
+            await ov.set_override(f"pop{i}", "down")
+        with pytest.raises(OverrideError, match=f"at most {MAX_API_RULES}"):
+            await ov.set_override("one-more", "down")
+        await ov.set_override("pop7", "up")  # replacing one is still fine
+        assert len(ov.rules) == MAX_API_RULES and ov.rules[-1].state == "up"
+
+    run_async(main())
+
+
+def test_concurrent_api_edits_of_the_state_file_all_land(tmp_path: Path) -> None:
+    path = tmp_path / "admin.state"
+    path.write_text("syd down\n")
+    path.chmod(0o640)
+    names = [f"pop{i}" for i in range(20)]
+
+    async def main() -> None:
+        ov = Overrides(path, poll_interval=POLL)
+        await ov.start()
+        try:
+            await asyncio.gather(*(ov.set_override(n, "drain") for n in names))
+            await asyncio.gather(*(ov.clear_override(n) for n in names[::2]))
+            assert [r.pattern for r in ov.rules] == ["syd", *names[1::2]]
+        finally:
+            await ov.stop()
+
+    run_async(main())
+    assert path.read_text().splitlines() == ["syd down", *(f"{n} drain" for n in names[1::2])]
+    assert path.stat().st_mode & 0o777 == 0o640  # the operator's permissions are kept
+    assert [p.name for p in tmp_path.iterdir()] == ["admin.state"]
+
+
 def test_api_persists_to_the_state_file(tmp_path: Path, config: Config) -> None:
     path = tmp_path / "admin.state"
     path.write_text("# maintenance log\nsyd down   # ticket 7\nfra/* drain\n")
@@ -302,12 +355,13 @@ def test_api_persists_to_the_state_file(tmp_path: Path, config: Config) -> None:
         monitor = HealthMonitor(config, state_file=path, override_poll_interval=POLL)
         await monitor.start()
         try:
-            until = datetime(2030, 1, 1, tzinfo=UTC)
+            until = datetime.now(UTC).replace(microsecond=0) + timedelta(days=30)
+            until_text = until.strftime("%Y-%m-%dT%H:%M:%SZ")
             await monitor.set_override("fra/*", "up", until=until)
             await monitor.set_override("*/192.0.2.30", "down")
             assert path.read_text() == (
                 "# maintenance log\nsyd down   # ticket 7\n"
-                "fra/* up until 2030-01-01T00:00:00Z\n*/192.0.2.30 down\n")
+                f"fra/* up until {until_text}\n*/192.0.2.30 down\n")
             assert monitor.snapshot.forced(("sin", "192.0.2.30")) == "down"
             assert monitor.snapshot.forced(("fra", "192.0.2.21")) == "up"
             assert await monitor.clear_override("syd") is True
