@@ -246,7 +246,7 @@ def continent_quotas(index: LocatedIndex, count: int) -> dict[str, int]:
     share gives the rest to the others in proportion to their shares."""
     quota = {c: round(count * s) for c, s in CONTINENT_SHARE.items()}
     quota[max(quota, key=lambda c: quota[c])] += count - sum(quota.values())
-    for _ in range(len(quota)):
+    while True:  # each pass with a shortfall fills at least one more continent up
         short = sum(max(0, q - index.v4_total(c)) for c, q in quota.items())
         quota = {c: min(q, index.v4_total(c)) for c, q in quota.items()}
         if short == 0:
@@ -279,8 +279,8 @@ def sample_diverse(index: LocatedIndex, n4: int, n6: int, seed: int) -> DiverseC
     v6_seen: set[int] = set()
     v6: list[int] = []
     nets = len(index.v6_starts)
-    if n6 and not nets:
-        raise BenchError("the GeoIP database has no located IPv6 networks")
+    if n6 > sum(1 << (56 - p) for p in index.v6_plens):
+        raise BenchError(f"fewer than {n6} located IPv6 /56s in the GeoIP database")
     while len(v6) < n6:
         j = rnd.randrange(nets)
         plen = index.v6_plens[j]
