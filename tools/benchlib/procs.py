@@ -390,3 +390,23 @@ def run_measured(argv: list[str], timeout: float, cwd: Path | None = None) -> di
         "timed_out": status is None,
         "output": text[-3000:],
     }
+
+
+@dataclass
+class CpuMark:
+    t: float
+    total: float  # CPU seconds used on the machine (every core)
+    ours: float  # of which by the given sessions and by this process
+
+
+def cpu_mark(sids: list[int]) -> CpuMark:
+    pids = [p for sid in sids for p in session_pids(sid)]
+    own = os.times()
+    ours = cpu_seconds([p for p in pids if p != os.getpid()]) + own.user + own.system
+    return CpuMark(time.monotonic(), core_times()["cpu"][0], ours)
+
+
+def other_cpu_pct(a: CpuMark, b: CpuMark) -> float:
+    """CPU used by processes other than ours between two marks, in % of one core."""
+    span = max(b.t - a.t, 1e-9)
+    return max(0.0, 100.0 * ((b.total - a.total) - (b.ours - a.ours)) / span)
