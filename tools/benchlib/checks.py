@@ -86,7 +86,7 @@ def verify_rcodes(port: int, queries: list[tuple[str, str]], expect: str) -> dic
             raise BenchError(f"no answer for {name} {rtype}: {type(exc).__name__}") from None
         key = dns.rcode.to_text(resp.rcode()) + ("" if resp.flags & dns.flags.AA else " no-AA")
         got[key] = got.get(key, 0) + 1
-    print(f"  {len(queries)} held-out queries: {got} (expected {expect})")
+    print(f"  {len(queries)} queries checked: {got} (expected {expect})")
     if got != {expect: len(queries)}:
         raise BenchError(f"expected {expect} with AA for every held-out query, got {got}")
     return {"checked": len(queries), "rcodes": got}
