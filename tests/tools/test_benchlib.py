@@ -249,3 +249,21 @@ def test_loadgen_measures_latency_and_lost_queries(tmp_path: Path) -> None:
     lost = sum(1 for v in lat if v < 0)
     assert 0.2 * len(sent) <= lost <= 0.3 * len(sent)
     assert all(0 <= v < 0.5 for v in lat if v >= 0)
+
+
+def test_bench_help_lists_every_mode() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools/bench"), "--help"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    for flag in ("--static", "--geo", "--cache-friendly", "--random", "--mix", "--large-zone"):
+        assert flag in out.stdout
+
+
+def test_bench_rejects_unknown_servers() -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "tools/bench"), "--servers", "bind"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2 and "unknown ['bind']" in out.stderr
