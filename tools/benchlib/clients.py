@@ -293,7 +293,3 @@ def sample_diverse(index: LocatedIndex, n4: int, n6: int, seed: int) -> DiverseC
 
 def v4_net_text(net24: int) -> str:
     return f"{ipaddress.IPv4Address(net24 << 8)}/24"
-
-
-def v6_net_text(net56: int) -> str:
-    return f"{ipaddress.IPv6Address(net56 << 72)}/56"

@@ -3,7 +3,6 @@ dnspython would take minutes to build one Message at a time."""
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,20 +28,6 @@ def query_prefix(qname: str, qtype: str, edns: bool = True) -> bytes:
 
 def opt_record(options: bytes = b"") -> bytes:
     return b"\x00" + struct.pack("!HHIH", 41, EDNS_PAYLOAD, 0, len(options)) + options
-
-
-def ecs_option(family: int, source: int, address: bytes) -> bytes:
-    """EDNS Client Subnet (RFC 7871): the address cut to ``source`` bits, scope 0."""
-    addr = address[: (source + 7) // 8]
-    body = struct.pack("!HBB", family, source, 0) + addr
-    return struct.pack("!HH", 8, len(body)) + body
-
-
-def ecs_query(qname: str, qtype: str, network: str) -> bytes:
-    net = ipaddress.ip_network(network, strict=False)
-    family = 1 if net.version == 4 else 2
-    opt = opt_record(ecs_option(family, net.prefixlen, net.network_address.packed))
-    return query_prefix(qname, qtype) + opt
 
 
 def plain_query(qname: str, qtype: str) -> bytes:
