@@ -65,10 +65,10 @@ bench-debs: debs
 	  else echo "not root: cannot install $(BENCH_DEB_PKGS)"; fi; \
 	fi
 
-# Plain run (geodns vs NSD and Knot) then the geo run (geodns vs gdnsd and PowerDNS).
+# Every mix of tools/bench (static, steered diverse and cache-friendly, random names,
+# query-log mix; best of 3 rounds) and the large-zone run (see README "Benchmarks").
 bench: $(VENV)/.installed bench-debs
-	$(BIN)/python tools/bench --servers geodns,nsd,knot --rounds 3
-	$(BIN)/python tools/bench --geo --rounds 3
+	$(BIN)/python tools/bench --all --rounds 3
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,6 +11,23 @@ import pytest
 from geodns.geo import GeoDB
 from tests.util import DATA_DIR, REPO_ROOT, ServerProcess, geodns_server
 
+# Figures that tests report (e.g. geodns vs gdnsd scopes): printed in a section of
+# their own at the end of every run that includes those tests, pass or fail.
+_REPORT: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def report_line() -> Callable[[str], None]:
+    """``report_line(text)``: show ``text`` in the "reported figures" section."""
+    return _REPORT.append
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _REPORT:
+        terminalreporter.section("reported figures")
+        for line in _REPORT:
+            terminalreporter.write_line(line)
+
 
 @pytest.fixture
 def geodns_factory() -> Iterator[Callable[..., ServerProcess]]:
