@@ -209,11 +209,6 @@ def test_same_pop_as_gdnsd(comparison: Comparison) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 8: geodns's ECS scopes are narrower than gdnsd's (mean about /17.6 "
-    "against /12.7) until the compiled steering maps merge regions that answer alike",
-)
 def test_scope_at_least_as_wide_as_gdnsd(comparison: Comparison) -> None:
     narrower = comparison.narrower()
     share = 1 - len(narrower) / len(comparison.clients)
