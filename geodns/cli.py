@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 import dns.exception
@@ -33,7 +34,8 @@ from geodns.server import ServeOptions, Server, parse_listen
 from geodns.service import Service, check_user, version
 from geodns.xfr.service import conflicts, declared
 from geodns.zones.load import ZoneFileError
-from geodns.zones.store import ZoneStore, build_store, read_zone_dir
+from geodns.zones.loader import ZoneLoader
+from geodns.zones.store import ZoneStore
 
 DEFAULT_LISTEN = ["127.0.0.1:5353", "[::1]:5353"]
 DEFAULT_ZONES = "zones"
@@ -102,8 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _load_store(zones_dir: str) -> ZoneStore:
-    return build_store(read_zone_dir(zones_dir))
+def _load_store(zones_dir: str, loader: ZoneLoader | None = None) -> ZoneStore:
+    """Every zone of the directory (the loader keeps them, so a reload of the server
+    re-reads only what changed)."""
+    return (loader or ZoneLoader(zones_dir)).load()
 
 
 def _config(path: str | None) -> Config:
@@ -125,7 +129,8 @@ def _zones_dir(args: argparse.Namespace, config: Config) -> str:
     return DEFAULT_ZONES
 
 
-def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
+def _load_all(args: argparse.Namespace,
+              loader: ZoneLoader | None = None) -> tuple[Config, ZoneStore]:
     """Config and zones, validated together; raises Problems with every problem."""
     problems: list[str] = []
     config = Config.default()
@@ -135,7 +140,9 @@ def _load_all(args: argparse.Namespace) -> tuple[Config, ZoneStore]:
         problems += exc.problems
     store = None
     try:
-        store = _load_store(_zones_dir(args, config))
+        if loader is not None:
+            loader.directory = _zones_dir(args, config)
+        store = _load_store(_zones_dir(args, config), loader)
     except ZoneFileError as exc:
         problems += exc.problems
     if store is not None and not problems:
@@ -259,13 +266,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("geodns %s starting; %s", version(), choice.describe(),
              extra=event("start", version=version(), config=choice.path,
                          config_source=choice.how))
+    loader = ZoneLoader(DEFAULT_ZONES)
+    started = time.monotonic()
     try:
-        config, store = _load_all(args)
+        config, store = _load_all(args, loader)
     except Problems as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         print("geodns: not starting: fix the problems above", file=sys.stderr)
         return 1
+    log.info("zones loaded in %.1f s: %d zones, %d names", time.monotonic() - started,
+             len(store.zones), sum(len(z.nodes) for z in store.zones.values()))
     if flags:
         listen = flags
     elif args.config:
@@ -307,7 +318,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
         log.warning("uvloop not available; using the default event loop")
     try:
-        server = Server(opts, store, config)  # opens the GeoIP database
+        server = Server(opts, store, config, loader)  # opens GeoIP, compiles maps
     except Problems as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -6,10 +6,11 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import aiofiles
 import dns.name
 from aiohttp import web
 
@@ -30,12 +31,43 @@ from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.service import Service, bind_error, version
 from geodns.xfr.service import XfrService, merge_zones
 from geodns.zones.load import ZoneFileError
-from geodns.zones.store import ZoneStore, build_store, zone_paths
+from geodns.zones.loader import ZoneLoader
+from geodns.zones.store import ZoneStore, zone_paths
 from geodns.zones.zone import Zone
 
 log = logging.getLogger("geodns")
 
 Endpoint = tuple[str, int]
+
+WATCH_MAX_DELAY = 10  # polls a change may keep changing before it is reloaded anyway
+
+
+def retire_zones(zones: list[Zone]) -> None:
+    """Free zones that are no longer served from a worker thread, a slice at a time:
+    dropping a million records at once would hold the interpreter for tens of ms.
+
+    A zone is only emptied once nothing else refers to it (a transfer journal may still
+    be reading it); until then it is left alone, and after a minute simply dropped."""
+    pending = list(zones)
+    zones.clear()  # the caller's list must not keep them alive
+    for _ in range(60):
+        busy = []
+        while pending:
+            zone = pending.pop()
+            if sys.getrefcount(zone) > 2:  # this name and the call's argument: in use
+                busy.append(zone)
+                continue
+            nodes = zone.nodes
+            while nodes:
+                for _ in range(min(20_000, len(nodes))):
+                    nodes.popitem()
+                time.sleep(0)  # let the serving thread run
+            del zone, nodes
+        if not busy:
+            return
+        pending = busy
+        del busy
+        time.sleep(1.0)
 
 
 def parse_listen(text: str) -> Endpoint:
@@ -79,25 +111,6 @@ def _socket(host: str, port: int, kind: int) -> socket.socket:
     return sock
 
 
-async def read_texts(directory: str) -> dict[str, str]:
-    """Read every zone file without blocking the event loop."""
-    texts: dict[str, str] = {}
-    problems: list[str] = []
-    try:
-        paths = await asyncio.get_running_loop().run_in_executor(None, zone_paths, directory)
-    except OSError as exc:
-        raise ZoneFileError([f"{directory}:0: cannot read zones directory: {exc}"]) from None
-    for path in paths:
-        try:
-            async with aiofiles.open(path, encoding="utf-8") as f:
-                texts[path] = await f.read()
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(f"{path}:0: cannot read: {exc}")
-    if problems:
-        raise ZoneFileError(problems)
-    return texts
-
-
 def _fingerprint(paths: list[str]) -> dict[str, FileKey]:
     """The identity of every watched file that exists (the same one GeoDB uses)."""
     return {p: key for p in paths if (key := file_key(p)) is not None}
@@ -106,8 +119,11 @@ def _fingerprint(paths: list[str]) -> dict[str, FileKey]:
 class Server:
     """Owns the sockets, the current State, and the reload/watch tasks."""
 
-    def __init__(self, opts: ServeOptions, store: ZoneStore, config: Config | None = None) -> None:
+    def __init__(self, opts: ServeOptions, store: ZoneStore, config: Config | None = None,
+                 loader: ZoneLoader | None = None) -> None:
         self.opts = opts
+        # Reloads re-read only the zone files that changed (and their $INCLUDEs).
+        self.loader = loader or ZoneLoader(opts.zones_dir)
         self.health = HealthHolder()
         self.config = config or Config.default()
         self.runtime = Runtime.load(self.config, self.health)
@@ -159,6 +175,9 @@ class Server:
         old = self.handler.state
         self.handler.state = state
         self.metrics.cache_retired(old.hits, old.misses)
+        gone = [z for z in old.store.zones.values() if z not in state.store.zones.values()]
+        if gone:  # freeing a big zone takes tens of ms: not on the serving loop
+            asyncio.get_running_loop().run_in_executor(None, retire_zones, gone)
 
     def _install_secondary(self, zones: Mapping[dns.name.Name, Zone]) -> list[str]:
         """xfr hook: serve the file zones plus exactly these secondary zones (one new
@@ -175,9 +194,9 @@ class Server:
         return []
 
     def make_state(self, store: ZoneStore, runtime: Runtime) -> State:
-        select = runtime.select if runtime.config.pools else None
-        return State(store, self.opts.udp_size, select=select, explain=runtime.explain_lines,
-                     explain_allowed=runtime.config.explain.allows)
+        return State(store, self.opts.udp_size, runtime=runtime,
+                     explain_allowed=runtime.config.explain.allows,
+                     additional=not runtime.config.server.minimal_responses)
 
     def _load_config(self) -> Config:
         if self.opts.config_path is None:
@@ -213,9 +232,12 @@ class Server:
             loop = asyncio.get_running_loop()
             try:
                 config = await loop.run_in_executor(None, self._load_config)
-                texts = await read_texts(self.opts.zones_dir)
-                files = await loop.run_in_executor(None, build_store, texts)
+                files = await loop.run_in_executor(None, self.loader.load)
                 problems = cross_check(files, config)
+                if self.file_store.zones and not files.zones:
+                    problems.append(f"{self.opts.zones_dir}:0: no zone files left: refusing a "
+                                    f"reload that would drop all {len(self.file_store.zones)} "
+                                    "zones (every answer would be REFUSED)")
                 if problems:
                     raise ZoneFileError(problems)
                 runtime = await loop.run_in_executor(None, self._new_runtime, config)
@@ -267,28 +289,38 @@ class Server:
         return sorted(set(paths) | self.file_store.files() | extra | {self.opts.zones_dir})
 
     async def watch(self) -> None:
-        """Poll file metadata; reload once a change has settled for one interval."""
+        """Poll file metadata; reload once a change has settled for one interval, or
+        after WATCH_MAX_DELAY polls of files that never stop changing."""
         interval = self.opts.watch_interval
-        seen = _fingerprint(self._watched())
+        loop = asyncio.get_running_loop()
+        seen = await loop.run_in_executor(None, self._fingerprint)
         pending: dict[str, FileKey] | None = None
+        changing = 0  # polls since the first change not yet reloaded
         while not self.stopping.is_set():
             await asyncio.sleep(interval)
             try:
-                seen, pending = await self._watch_step(seen, pending)
+                seen, pending, changing = await self._watch_step(seen, pending, changing)
             except Exception:  # the watcher must outlive any one bad change
                 log.exception("file watcher error; still watching")
 
+    def _fingerprint(self) -> dict[str, FileKey]:
+        return _fingerprint(self._watched())
+
     async def _watch_step(
-        self, seen: dict[str, FileKey], pending: dict[str, FileKey] | None,
-    ) -> tuple[dict[str, FileKey], dict[str, FileKey] | None]:
-        """One poll: returns the new (seen, pending) fingerprints."""
-        now = _fingerprint(self._watched())
+        self, seen: dict[str, FileKey], pending: dict[str, FileKey] | None, changing: int = 0,
+    ) -> tuple[dict[str, FileKey], dict[str, FileKey] | None, int]:
+        """One poll: returns the new (seen, pending) fingerprints and the polls spent
+        waiting for the change to settle."""
+        loop = asyncio.get_running_loop()
+        now = await loop.run_in_executor(None, self._fingerprint)
         if now == seen:
-            return seen, None
-        if pending != now:  # still changing: wait for it to settle
-            return seen, now
+            return seen, None, 0
+        if pending != now and changing < WATCH_MAX_DELAY:  # still changing: let it settle
+            return seen, now, changing + 1
+        if pending != now:
+            log.warning("files kept changing for %d polls; reloading anyway", changing)
         await self.reload("files changed")
-        return _fingerprint(self._watched()), None
+        return await loop.run_in_executor(None, self._fingerprint), None, 0
 
     async def run(self) -> None:
         await self.start()

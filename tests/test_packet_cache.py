@@ -17,7 +17,7 @@ def make_handler() -> tuple[Handler, Runtime]:
     config = load_config(REPO_ROOT / "geodns.toml")
     runtime = Runtime.load(config)
     store = build_store(read_zone_dir(str(REPO_ROOT / "zones")))
-    return Handler(State(store, select=runtime.select)), runtime
+    return Handler(State(store, runtime=runtime)), runtime
 
 
 def answer(h: Handler, wire: bytes, client: str) -> list[str]:

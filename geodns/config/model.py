@@ -58,6 +58,7 @@ class ServerConfig:
     tcp_max_connections_per_client: int = 100  # per IPv4 address / IPv6 /64
     http: HostPort | None = _DEFAULT_HTTP  # None: control listener disabled
     http_token: str | None = None  # bearer token; required for a non-loopback listener
+    minimal_responses: bool = False  # True: no target addresses for NS/MX/SRV answers
 
 
 DEFAULT_GEOIP_MAX_AGE_DAYS: Final = 45  # MaxMind ships weekly, DB-IP monthly: 45 has slack

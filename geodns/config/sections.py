@@ -34,6 +34,7 @@ _METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
 _SERVER_KEYS: Final = (
     "listen", "zones", "udp_size", "tcp_idle_timeout", "tcp_max_connections",
     "tcp_message_timeout", "tcp_max_connections_per_client", "http", "http_token",
+    "minimal_responses",
 )
 
 _CHECK_COMMON: Final = ("type", "interval", "timeout", "fall", "rise", "initial", "target",
@@ -91,8 +92,10 @@ def _server(v: _Validator, raw: object) -> ServerConfig:
     if token == "":
         v.error((*path, "http_token"), "must not be empty (leave it out for no token)")
         token = None
+    minimal = v.boolean(tbl, "minimal_responses", path, d.minimal_responses)
     return ServerConfig(
         http_token=token,
+        minimal_responses=bool(minimal),
         listen=listen,
         zones=zones,
         udp_size=udp if udp is not None else d.udp_size,

@@ -165,6 +165,14 @@ class QueryLog:
         return self._put((self.clock(), client, ecs_addr, ecs_source, qname, qtype, rcode,
                           pool, pops, scope, ttl, latency))
 
+    def log(self, client: str, ecs_addr: str | bytes | None, ecs_source: int | None,
+            qname: str | bytes, qtype: int | str, rcode: int | str, pool: str | None,
+            pops: tuple[str, ...] | str | None, scope: int | None, ttl: int | None,
+            latency: float | None) -> bool:
+        """Log one query the caller has already sampled (:meth:`sampled`)."""
+        return self._put((self.clock(), client, ecs_addr, ecs_source, qname, qtype, rcode,
+                          pool, pops, scope, ttl, latency))
+
     def submit(self, record: Mapping[str, Any]) -> bool:
         """Log a ready-made record (sampled); ``time`` is added when missing."""
         if not self.sampled():

@@ -26,9 +26,10 @@ OPT_HEAD = b"\x00\x00\x29"  # root owner, TYPE=OPT
 class Rendered:
     """One answer as bytes after the question, plus header variants."""
 
-    __slots__ = ("an", "ar", "body", "flags", "heads", "ns")
+    __slots__ = ("an", "ar", "body", "flags", "heads", "lean", "ns")
 
     def __init__(self, flags: int, an: int, ns: int, ar: int, body: bytes) -> None:
+        self.lean: Rendered | None = None  # without optional additional records, if any
         self.flags = flags
         self.an = an
         self.ns = ns

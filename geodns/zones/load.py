@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import dns.exception
 import dns.name
@@ -42,6 +43,20 @@ class Record:
 
 class ZoneFileError(Problems):
     """A zone file that cannot be served."""
+
+
+MAX_ZONE_FILE_BYTES: Final = 1 << 30  # a zone of a million records is about 32 MB
+
+
+def check_zone_file(path: str) -> None:
+    """Only regular files of sane size are read (a FIFO or /dev/zero would hang a reload
+    or fill memory); OSError says why not."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise OSError(f"{path} is not a regular file")
+    if st.st_size > MAX_ZONE_FILE_BYTES:
+        raise OSError(f"{path} is {st.st_size} bytes, more than the {MAX_ZONE_FILE_BYTES} "
+                      "a zone file may have")
 
 
 def is_zone_file(name: str) -> bool:
@@ -275,6 +290,7 @@ class _Reader(dns.zonefile.Reader):
             elif not token.is_eol_or_eof():
                 raise _Problem("$INCLUDE takes a file name and an optional origin")
             try:
+                check_zone_file(filename)
                 handle = open(filename, encoding="utf-8")  # noqa: SIM115 - closed on EOF
             except OSError as exc:
                 raise OSError(f"cannot read $INCLUDE file {filename}: "
