@@ -8,17 +8,20 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from geodns.config.defences import _cookies, _rrl
 from geodns.config.locator import TomlLocator
 from geodns.config.model import (
     AdminConfig,
     Check,
     Config,
     ConfigError,
+    CookiesConfig,
     ExplainConfig,
     GeoIPConfig,
     Pool,
     Pop,
     QueryLogConfig,
+    RRLConfig,
     ServerConfig,
     default_geoip_database,
 )
@@ -26,8 +29,8 @@ from geodns.config.pools import _pool, _PoolCtx, _pop
 from geodns.config.sections import _admin, _check, _explain, _geoip, _querylog, _server
 from geodns.config.validator import _Validator
 
-_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "pops", "pools",
-                    "checks")
+_TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "rrl", "cookies",
+                    "pops", "pools", "checks")
 
 
 def parse_config(text: str, path: str | Path) -> Config:
@@ -52,6 +55,8 @@ def parse_config(text: str, path: str | Path) -> Config:
     explain = _explain(v, data["explain"]) if "explain" in data else ExplainConfig()
     admin = _admin(v, data["admin"]) if "admin" in data else AdminConfig()
     querylog = _querylog(v, data["querylog"]) if "querylog" in data else QueryLogConfig()
+    rrl = _rrl(v, data["rrl"]) if "rrl" in data else RRLConfig()
+    cookies = _cookies(v, data["cookies"]) if "cookies" in data else CookiesConfig()
 
     checks: dict[str, Check] = {}
     raw_checks = v.table(data.get("checks", {}), ("checks",)) or {}
@@ -79,7 +84,7 @@ def parse_config(text: str, path: str | Path) -> Config:
         server=server, geoip=geoip, explain=explain, admin=admin,
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
-        source=Path(path), querylog=querylog,
+        source=Path(path), querylog=querylog, rrl=rrl, cookies=cookies,
     )
 
 
