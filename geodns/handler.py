@@ -19,8 +19,10 @@ import dns.rdatatype
 import dns.rrset
 from dns.rdatatype import RdataType as T
 
+from geodns.defences import Defences
 from geodns.ops.metrics import Metrics
 from geodns.ops.querylog import QueryLog
+from geodns.rrl import Token
 from geodns.select.types import Selection
 from geodns.wire import decode as wd
 from geodns.wire.encode import (
@@ -57,7 +59,8 @@ class Template:
         self.rendered: dict[Any, Rendered] = {}
 
 
-PacketEntry = tuple[bytes, int, int, "str | None", "Selection | None"]
+# (response after the ID, qtype, rcode, pool, selection, RRL account key)
+PacketEntry = tuple[bytes, int, int, "str | None", "Selection | None", "Token | None"]
 PACKET_CACHE_LIMIT = 200_000
 ExplainFn = Callable[[str, int, "str | bytes", "int | None"], list[str]]
 EXPLAIN_LABEL = b"\x08_explain"
@@ -102,6 +105,7 @@ class Handler:
         self.qlog = qlog
         self._sel: tuple[str, Selection] | None = None  # last DYNA decision (pool, selection)
         self._cacheable = False  # may the answer being built go to the packet cache?
+        self.guard: Defences | None = None  # RRL and DNS cookies (geodns/defences.py)
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         st = self.state
@@ -109,7 +113,7 @@ class Handler:
         if qlog is None:
             hit = st.packets[tcp].get(data[2:])
             if hit is not None:
-                return self._replay(st, data, hit, tcp)
+                return self._replay(st, data, hit, tcp, client)
         t0 = perf_counter() if qlog is not None else 0.0
         self._sel = None
         self._cacheable = True
@@ -126,9 +130,19 @@ class Handler:
             log.exception("handler failure for query %r", data[:64])
             resp = error_response(q, dns.rcode.SERVFAIL, st.udp_size)
             self._cacheable = False
+        # --- defences hook (geodns/defences.py): RRL accounting, slips, DNS cookies ---
+        out: bytes | None = resp
+        token = None
+        if self.guard is not None:
+            sel = self._sel
+            out, token = self.guard.answer(q, resp, client, tcp, sel[0] if sel else None,
+                                           st.store, st.udp_size)
+            if q.cookie is not None:
+                self._cacheable = False  # our server cookie is per client and per time
+        # --- end of the defences hook ---
         m = self.metrics
         rcode = resp[3] & 15
-        if m is not None:
+        if m is not None and out is not None:
             m.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
         if qlog is not None:
             self._log(qlog, q, client, resp, t0)
@@ -138,19 +152,26 @@ class Handler:
                 packets.clear()
             sel = self._sel
             packets[data[2:]] = (resp[2:], q.qtype, rcode, sel[0] if sel else None,
-                                 sel[1] if sel else None)
-        return resp
+                                 sel[1] if sel else None, token)
+        return out
 
-    def _replay(self, st: State, data: bytes, hit: PacketEntry, tcp: bool) -> bytes:
+    def _replay(self, st: State, data: bytes, hit: PacketEntry, tcp: bool,
+                client: str) -> bytes | None:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
-        tail, qtype, rcode, pool, sel = hit
+        tail, qtype, rcode, pool, sel, token = hit
         st.hits += 1
+        resp = data[:2] + tail
+        if self.guard is not None and not tcp:  # defences hook: a cached answer counts too
+            out = self.guard.replay(resp, token, client)
+            if out is None:
+                return None
+            resp = out
         m = self.metrics
         if m is not None:
             m.queries[("tcp" if tcp else "udp", qtype, rcode)] += 1
         if sel is not None and self.on_answer is not None:
             self.on_answer(pool, sel)  # type: ignore[arg-type]
-        return data[:2] + tail
+        return resp
 
     def health_changed(self) -> None:
         """Cached packets for steered names may now be wrong: forget them all."""

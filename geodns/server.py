@@ -12,6 +12,7 @@ import aiofiles
 from aiohttp import web
 
 from geodns.config import Config, load_config, parse_hostport
+from geodns.defences import Defences
 from geodns.geo import FileKey, file_key
 from geodns.handler import Handler, State
 from geodns.health.monitor import HealthMonitor
@@ -109,6 +110,7 @@ class Server:
                                on_answer=self.metrics.on_answer, metrics=self.metrics,
                                qlog=self.qlog)
         self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
+        self.handler.guard = Defences.build(self.config, self.metrics)  # RRL, cookies
         self.backend = ServerBackend(self, self.metrics, self.monitor)
         self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
@@ -187,6 +189,7 @@ class Server:
                             "they take effect at the next restart")
             self.config, self.runtime = config, runtime
             self._install(self.make_state(store, runtime))
+            self.handler.guard = Defences.build(config, self.metrics, self.handler.guard)
             self.monitor.update_config(config)
             self.backend.on_reloaded(True)
             self.last_reload_error = []

@@ -38,6 +38,8 @@ __all__ = [
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 NO_POP: Final = "none"  # answers label for NODATA/SERVFAIL selections (no POP chosen)
 
+_RRL_CLASSES: Final = ("positive", "nxdomain", "error")  # geodns.rrl.CLASS_NAMES
+
 # qtypes that get their own label; anything else is "other" so a client sending
 # every one of the 65536 types cannot blow up the label cardinality.
 _QTYPES: Final = frozenset({
@@ -146,6 +148,9 @@ class Metrics:
         self._cache_misses_base = 0
         self.querylog_dropped = 0
         self.querylog_written = 0
+        # Defences: (action, answer class) of rate-limited responses; cookie outcomes.
+        self.rrl: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self.cookies: defaultdict[str, int] = defaultdict(int)
         self.started = clock()
         self.clock = clock
         self.history = AnswerHistory(history_minutes, clock)
@@ -172,6 +177,10 @@ class Metrics:
         else:
             for pop in pops:
                 self.answers[(pool, pop)] += 1
+
+    def rrl_limited(self, action: str, cls: int) -> None:
+        """One response over its RRL limit: ``action`` dropped, slipped or logged."""
+        self.rrl[(action, cls)] += 1
 
     # --- events ----------------------------------------------------------------------
 
@@ -308,6 +317,19 @@ class _GeodnsCollector(Collector):
                                   "(queue full or write error).", value=m.querylog_dropped)
         yield CounterMetricFamily("geodns_querylog_written", "Query-log lines written.",
                                   value=m.querylog_written)
+        rr = CounterMetricFamily("geodns_rrl_responses", "Responses over their rate limit, "
+                                 "by action (dropped; slipped: sent truncated; logged: "
+                                 "log_only) and answer class.", labels=("action", "class"))
+        for (action, cls), n in sorted(m.rrl.items()):
+            rr.add_metric((action, _RRL_CLASSES[cls]), n)
+        yield rr
+        ck = CounterMetricFamily("geodns_cookies", "Queries with a DNS cookie, by what "
+                                 "they carried (client_only, valid, invalid server cookie); "
+                                 "badcookie_sent: BADCOOKIE sent instead of a slip.",
+                                 labels=("result",))
+        for result, n in sorted(m.cookies.items()):
+            ck.add_metric((result,), n)
+        yield ck
         yield GaugeMetricFamily("geodns_start_time_seconds", "Unix time the metrics (the "
                                 "server) started.", value=m.started)
 
