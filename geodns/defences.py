@@ -9,6 +9,7 @@ both defences off the handler holds None and pays nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Final
 
 from geodns.config.model import Config
@@ -31,6 +32,12 @@ class Defences:
         self.rrl = rrl
         self.cookies = cookies
         self.metrics = metrics
+        # A packet-cache hit over UDP counts like a fresh answer: (response, account key,
+        # client) -> what to send.  Bound once so the per-query call is a single one.
+        if rrl is not None:
+            self._check: Callable[[str, Token], int] = rrl.check
+        self.replay: Callable[[bytes, Token | None, str], bytes | None] = \
+            self._replay_rrl if rrl is not None else _unchanged
 
     @classmethod
     def build(cls, config: Config, metrics: Metrics | None = None,
@@ -88,17 +95,21 @@ class Defences:
             limit = 0
             if not tcp:
                 limit = (q.payload if q.payload < udp_size else udp_size) if q.edns else 512
-            resp = with_option(resp, q.qend, COOKIE_CODE, opt_data, limit)
+            # our OPT echoes ECS (when asked) and nothing else: that is its RDATA length
+            hint = 4 + len(q.ecs) if q.ecs is not None else 0
+            resp = with_option(resp, q.qend, COOKIE_CODE, opt_data, limit, hint)
         return resp, token
 
-    def replay(self, resp: bytes, token: Token | None, client: str) -> bytes | None:
-        """A packet-cache hit over UDP: it counts like a fresh answer."""
-        rrl = self.rrl
-        if rrl is None or token is None:
+    def _replay_rrl(self, resp: bytes, token: Token | None, client: str) -> bytes | None:
+        if token is None:  # cached before RRL was on
             return resp
-        verdict = rrl.check(client, token)
+        verdict = self._check(client, token)
         if verdict == OK:
             return resp
         if verdict == DROP:
             return None
         return truncated(resp, question_end(resp))
+
+
+def _unchanged(resp: bytes, token: Token | None, client: str) -> bytes | None:
+    return resp

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import time
 from array import array
@@ -177,6 +178,8 @@ class RateLimiter:
         self.table = array("q", bytes(8 * 3 * n))
         self.slips = bytearray(n)  # limited responses since the last slip
         self.classifier = Classifier()
+        self.salt = int.from_bytes(os.urandom(8), "big")
+        self.check = self._make_check()
         self._log_at = 0.0
         self._counts = [0, 0, 0]  # dropped, slipped, logged since the last log line
 
@@ -190,60 +193,75 @@ class RateLimiter:
                                                               self.on_limit)
 
     def block(self, client: str) -> int | str | None:
-        """The client's block (an int, IPv6 ones marked; for the IPv4 /24 fast path the
-        address text up to its last dot), or None when exempt."""
+        """The client's block, or None when exempt.
+
+        For the IPv4 /24 fast path it is the address text up to its last dot, else the
+        prefix as an int (IPv6 ones marked) mixed with a random salt: Python hashes ints
+        to themselves, and the table index must not be something a spoofer can aim at
+        another client's account (str hashes are keyed already).
+        """
         if self.fast4 and ":" not in client:
-            return client[:client.rindex(".")]
+            return client.rpartition(".")[0]
         if ":" in client:
             a = int.from_bytes(socket.inet_pton(socket.AF_INET6, client.partition("%")[0]),
                                "big")
             for net, mask in self.exempt6:
                 if a & mask == net:
                     return None
-            return (a >> self.shift6) | _V6
+            return ((a >> self.shift6) | _V6) ^ self.salt
         a = int.from_bytes(socket.inet_aton(client), "big")
         for net, mask in self.exempt4:
             if a & mask == net:
                 return None
-        return a >> self.shift4
+        return (a >> self.shift4) ^ self.salt
 
-    def check(self, client: str, token: Token) -> int:
-        """Account one UDP response to ``client``: OK, DROP or SLIP."""
-        rate = self.rates[token[0]]
-        if not rate:
-            return OK
-        block: int | str
-        if self.fast4 and ":" not in client:  # inlined block(): this is the hot path
-            block = client[:client.rindex(".")]
-        else:
-            found = self.block(client)
-            if found is None:
+    def _make_check(self) -> Callable[[str, Token], int]:
+        """``check(client, token)``: account one UDP response; OK, DROP or SLIP.
+
+        A closure over the table and settings: it runs for every UDP response, and cell
+        loads are cheaper than attribute lookups.
+        """
+        rates, size, table, slips, clock = self.rates, self.size, self.table, self.slips, \
+            self.clock
+        fast4, window, block_of, limited = self.fast4, self.window, self.block, self._limited
+
+        def check(client: str, token: Token) -> int:
+            rate = rates[token[0]]
+            if not rate:
                 return OK
-            block = found
-        h = hash((block, token))
-        i = (h % self.size) * 3
-        t = self.table
-        now = int(self.clock())
-        if t[i] != h:
-            t[i] = h
-            t[i + 1] = now
-            t[i + 2] = rate - 1
-            self.slips[i // 3] = 0
-            return OK
-        b = t[i + 2]
-        age = now - t[i + 1]
-        if age:
-            t[i + 1] = now
-            b += age * rate
-            if b > rate:
-                b = rate
-        b -= 1
-        if b >= 0:
-            t[i + 2] = b
-            return OK
-        floor = -self.window * rate
-        t[i + 2] = b if b > floor else floor
-        return self._limited(i // 3, block, token)
+            block: int | str
+            if fast4 and ":" not in client:  # inlined block(): this is the hot path
+                block = client.rpartition(".")[0]
+            else:
+                found = block_of(client)
+                if found is None:
+                    return OK
+                block = found
+            h = hash((block, token))
+            i = h % size * 3
+            now = int(clock())
+            if table[i] != h:  # a new account (or a collision: the old one is reset)
+                table[i] = h
+                table[i + 1] = now
+                table[i + 2] = rate - 1
+                slips[i // 3] = 0
+                return OK
+            b = table[i + 2]
+            age = now - table[i + 1]
+            if age:
+                table[i + 1] = now
+                b += age * rate
+                if b > rate:
+                    b = rate
+            b -= 1
+            if b >= 0:
+                table[i + 2] = b
+                return OK
+            floor = -window * rate
+            table[i + 2] = b if b > floor else floor
+            return limited(i // 3, block, token)
+
+        return check
 
     def _limited(self, i: int, block: int | str, token: Token) -> int:
         if self.log_only:
@@ -267,6 +285,8 @@ class RateLimiter:
     def _log(self, block: int | str, token: Token) -> None:
         dropped, slipped, logged = self._counts
         self._counts = [0, 0, 0]
+        if not isinstance(block, str):
+            block ^= self.salt
         who = block_text(block, 32 - self.shift4, 128 - self.shift6)
         if self.log_only:
             log.warning("rrl (log only): would limit %s to %s; %d response(s) over the "

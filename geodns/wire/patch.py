@@ -52,15 +52,21 @@ def opt_offset(resp: bytes, qend: int) -> int:
     return last
 
 
-def with_option(resp: bytes, qend: int, code: int, data: bytes, limit: int = 0) -> bytes:
+def with_option(resp: bytes, qend: int, code: int, data: bytes, limit: int = 0,
+                rdlen_hint: int = -1) -> bytes:
     """``resp`` with one more option in its OPT record (unchanged without an OPT).
 
     When ``limit`` is set (UDP) and the option would push the reply past it, the reply
     becomes header + question + OPT with TC=1, as any answer too large for UDP does.
+    ``rdlen_hint``: the OPT RDATA length the caller expects; when the record there
+    checks out, the walk over every record is skipped.
     """
-    o = opt_offset(resp, qend)
-    if o < 0:
-        return resp
+    o = len(resp) - 11 - rdlen_hint
+    if rdlen_hint < 0 or o < qend or resp[o:o + 3] != b"\x00\x00\x29" \
+            or (resp[o + 9] << 8 | resp[o + 10]) != rdlen_hint:
+        o = opt_offset(resp, qend)
+        if o < 0:
+            return resp
     rdlen = resp[o + 9] << 8 | resp[o + 10]
     option = struct.pack("!HH", code, len(data)) + data
     opt = resp[o:o + 9] + struct.pack("!H", rdlen + len(option)) + resp[o + 11:] + option

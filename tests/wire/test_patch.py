@@ -82,3 +82,13 @@ def test_question_end_of_a_reply_without_question() -> None:
     head = b"\x12\x34\x80\x01" + bytes(8)  # FORMERR, QDCOUNT 0
     assert question_end(head) == 12
     assert truncated(head, 12)[:4] == b"\x12\x34\x82\x01"
+
+
+def test_a_wrong_rdlen_hint_falls_back_to_the_walk() -> None:
+    resp = respond(STORE, "static.example.com.", use_edns=0,
+                   options=[dns.edns.ECSOption("81.2.69.0", 24)])
+    qend = question_end(resp)
+    right = with_option(resp, qend, 10, COOKIE, rdlen_hint=11)  # ECS option: 4 + 7
+    for hint in (-1, 0, 3, 11, 500):
+        assert with_option(resp, qend, 10, COOKIE, rdlen_hint=hint) == right
+    assert cookie_of(right) == COOKIE
