@@ -15,10 +15,10 @@ from typing import Final
 from geodns.config.model import Config
 from geodns.cookies import BADCOOKIE, Cookies
 from geodns.ops.metrics import Metrics
-from geodns.rrl import DROP, ERROR_TOKEN, OK, RateLimiter, Token
+from geodns.rrl import ERROR_TOKEN, RateLimiter, Token
 from geodns.wire import decode as wd
 from geodns.wire.encode import error_response
-from geodns.wire.patch import question_end, truncated, with_option
+from geodns.wire.patch import with_option
 from geodns.zones.store import ZoneStore
 
 COOKIE_CODE: Final = wd.COOKIE_CODE
@@ -33,11 +33,9 @@ class Defences:
         self.cookies = cookies
         self.metrics = metrics
         # A packet-cache hit over UDP counts like a fresh answer: (response, account key,
-        # client) -> what to send.  Bound once so the per-query call is a single one.
-        if rrl is not None:
-            self._check: Callable[[str, Token], int] = rrl.check
-        self.replay: Callable[[bytes, Token | None, str], bytes | None] = \
-            self._replay_rrl if rrl is not None else _unchanged
+        # client) -> what to send.  RRL's own closure, so the per-query cost is one call.
+        self.replay: Callable[[bytes, Token, str], bytes | None] = \
+            rrl.respond if rrl is not None else _unchanged
 
     @classmethod
     def build(cls, config: Config, metrics: Metrics | None = None,
@@ -79,9 +77,9 @@ class Defences:
             token = ERROR_TOKEN if q.error else rrl.token(store, q.qname, q.qtype,
                                                           resp[3] & 15, pool)
             if not tcp and not valid:
-                verdict = rrl.check(client, token)
-                if verdict != OK:
-                    if verdict == DROP:
+                out = rrl.respond(resp, token, client)
+                if out is not resp:  # over the limit
+                    if out is None:
                         return None, token
                     if opt_data is not None:
                         # A cookie-speaking client: tell it our cookie instead, so its
@@ -90,7 +88,7 @@ class Defences:
                         if self.metrics is not None:
                             self.metrics.cookies["badcookie_sent"] += 1
                     else:
-                        resp = truncated(resp, q.qend)
+                        resp = out  # the slip: truncated
         if opt_data is not None:
             limit = 0
             if not tcp:
@@ -100,16 +98,7 @@ class Defences:
             resp = with_option(resp, q.qend, COOKIE_CODE, opt_data, limit, hint)
         return resp, token
 
-    def _replay_rrl(self, resp: bytes, token: Token | None, client: str) -> bytes | None:
-        if token is None:  # cached before RRL was on
-            return resp
-        verdict = self._check(client, token)
-        if verdict == OK:
-            return resp
-        if verdict == DROP:
-            return None
-        return truncated(resp, question_end(resp))
 
 
-def _unchanged(resp: bytes, token: Token | None, client: str) -> bytes | None:
+def _unchanged(resp: bytes, token: Token, client: str) -> bytes | None:
     return resp

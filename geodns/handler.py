@@ -161,8 +161,9 @@ class Handler:
         tail, qtype, rcode, pool, sel, token = hit
         st.hits += 1
         resp = data[:2] + tail
-        if self.guard is not None and not tcp:  # defences hook: a cached answer counts too
-            out = self.guard.replay(resp, token, client)
+        guard = self.guard
+        if guard is not None and token is not None and not tcp:  # defences hook: RRL
+            out = guard.replay(resp, token, client)  # a cached answer counts too
             if out is None:
                 return None
             resp = out

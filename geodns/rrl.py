@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 import os
 import socket
 import time
-from array import array
 from collections.abc import Callable
 from typing import Final
 
@@ -36,6 +36,7 @@ import dns.rdatatype
 
 from geodns.config.model import RRLConfig
 from geodns.wire.decode import wire_name
+from geodns.wire.patch import question_end, truncated
 from geodns.zones.store import ZoneStore
 from geodns.zones.zone import Zone
 
@@ -57,6 +58,7 @@ ERROR_TOKEN: Final[Token] = (ERROR, b"")
 LOG_EVERY: Final = 10.0  # seconds between "limiting" log lines
 MEMO_LIMIT: Final = 10_000  # tokens remembered per (name, type): at most ~3 MB
 _V6: Final = 1 << 128  # marks IPv6 blocks apart from IPv4 ones
+_PROBE: Final = b"\x00\x00\x80\x00" + bytes(8)  # a reply without question: check()'s probe
 
 
 class Classifier:
@@ -173,19 +175,24 @@ class RateLimiter:
         # up to its last dot, which is cheaper than converting it to a number.
         self.fast4 = config.ipv4_prefix == 24 and not self.exempt4
         n = self.size = config.table_size
-        # Per bucket, side by side: keyed hash of the account (0: empty), second of the
-        # last update, balance.  One flat array: fixed memory, one lookup per field.
-        self.table = array("q", bytes(8 * 3 * n))
-        self.slips = bytearray(n)  # limited responses since the last slip
+        # Per bucket: the keyed hash of its account (0: empty), the time of its last
+        # credit, its balance, and the limited responses since its last slip.  Plain
+        # lists: reading and writing them costs a third of what an array's boxing does,
+        # and their size is fixed here (each slot holds one number, replaced in place).
+        self.tags: list[int] = [0] * n
+        self.stamps: list[float] = [0.0] * n
+        self.balances: list[float] = [0.0] * n
+        self.slips = bytearray(n)
         self.classifier = Classifier()
         self.salt = int.from_bytes(os.urandom(8), "big")
-        self.check = self._make_check()
+        self.respond = self._make_respond()
         self._log_at = 0.0
         self._counts = [0, 0, 0]  # dropped, slipped, logged since the last log line
 
     def table_bytes(self) -> int:
-        """Memory of the accounts table (fixed at construction)."""
-        return self.table.itemsize * len(self.table) + len(self.slips)
+        """Most memory the accounts table can take: its slots, fixed at construction,
+        and the numbers they hold (a 64-bit int tag, two floats, a slip count)."""
+        return self.size * ((8 + 36) + 2 * (8 + 24) + 1)
 
     def reconfigured(self, config: RRLConfig) -> RateLimiter:
         """Keep the accounts when only nothing changed; a new table otherwise."""
@@ -195,13 +202,16 @@ class RateLimiter:
     def block(self, client: str) -> int | str | None:
         """The client's block, or None when exempt.
 
-        For the IPv4 /24 fast path it is the address text up to its last dot, else the
+        For the IPv4 /24 fast path it is the address text up to its last dot (an IPv6
+        address has no dot, except an IPv4-mapped one, whose /24 that is), else the
         prefix as an int (IPv6 ones marked) mixed with a random salt: Python hashes ints
         to themselves, and the table index must not be something a spoofer can aim at
         another client's account (str hashes are keyed already).
         """
-        if self.fast4 and ":" not in client:
-            return client.rpartition(".")[0]
+        if self.fast4:
+            head = client.rpartition(".")[0]
+            if head:
+                return head
         if ":" in client:
             a = int.from_bytes(socket.inet_pton(socket.AF_INET6, client.partition("%")[0]),
                                "big")
@@ -215,53 +225,62 @@ class RateLimiter:
                 return None
         return (a >> self.shift4) ^ self.salt
 
-    def _make_check(self) -> Callable[[str, Token], int]:
-        """``check(client, token)``: account one UDP response; OK, DROP or SLIP.
+    def check(self, client: str, token: Token) -> int:
+        """Account one UDP response to ``client``: OK, DROP or SLIP (for tests and logs;
+        the answer path calls :attr:`respond`)."""
+        out = self.respond(_PROBE, token, client)
+        return OK if out is _PROBE else DROP if out is None else SLIP
 
-        A closure over the table and settings: it runs for every UDP response, and cell
-        loads are cheaper than attribute lookups.
+    def _make_respond(self) -> Callable[[bytes, Token, str], bytes | None]:
+        """``respond(resp, token, client)``: account one UDP response to ``client`` and
+        return what to send: ``resp`` itself, None (dropped) or a truncated copy (slip).
+
+        A closure over the table and settings, one call per response: it runs for every
+        UDP answer, and cell loads are cheaper than attribute lookups.
         """
-        rates, size, table, slips, clock = self.rates, self.size, self.table, self.slips, \
-            self.clock
+        # an unlimited class (rate 0) never goes below an infinite balance
+        rates = tuple(r if r else math.inf for r in self.rates)
+        size, tags, stamps, balances, slips, clock = self.size, self.tags, self.stamps, \
+            self.balances, self.slips, self.clock
         fast4, window, block_of, limited = self.fast4, self.window, self.block, self._limited
 
-        def check(client: str, token: Token) -> int:
-            rate = rates[token[0]]
-            if not rate:
-                return OK
-            block: int | str
-            if fast4 and ":" not in client:  # inlined block(): this is the hot path
-                block = client.rpartition(".")[0]
-            else:
+        def respond(resp: bytes, token: Token, client: str) -> bytes | None:
+            block: int | str = client.rpartition(".")[0] if fast4 else ""
+            if not block:  # not the IPv4 /24 fast path
                 found = block_of(client)
                 if found is None:
-                    return OK
+                    return resp
                 block = found
+            rate = rates[token[0]]
             h = hash((block, token))
-            i = h % size * 3
-            now = int(clock())
-            if table[i] != h:  # a new account (or a collision: the old one is reset)
-                table[i] = h
-                table[i + 1] = now
-                table[i + 2] = rate - 1
-                slips[i // 3] = 0
-                return OK
-            b = table[i + 2]
-            age = now - table[i + 1]
-            if age:
-                table[i + 1] = now
-                b += age * rate
+            i = h % size
+            now = clock()
+            if tags[i] != h:  # a new account (or a collision: the old one is reset)
+                tags[i] = h
+                stamps[i] = now
+                balances[i] = rate - 1
+                slips[i] = 0
+                return resp
+            b = balances[i]
+            elapsed = now - stamps[i]
+            if elapsed >= 1.0:  # `rate` more for every whole second since the last credit
+                seconds = elapsed // 1.0
+                stamps[i] += seconds
+                b += seconds * rate
                 if b > rate:
                     b = rate
             b -= 1
             if b >= 0:
-                table[i + 2] = b
-                return OK
+                balances[i] = b
+                return resp
             floor = -window * rate
-            table[i + 2] = b if b > floor else floor
-            return limited(i // 3, block, token)
+            balances[i] = b if b > floor else floor
+            verdict = limited(i, block, token)
+            if verdict == OK:
+                return resp
+            return None if verdict == DROP else truncated(resp, question_end(resp))
 
-        return check
+        return respond
 
     def _limited(self, i: int, block: int | str, token: Token) -> int:
         if self.log_only:

@@ -115,7 +115,7 @@ class RRLConfig:
     ipv6_prefix: int = 56
     exempt: tuple[IPNetwork, ...] = ()
     log_only: bool = False
-    table_size: int = 262_144  # buckets; fixed whatever the number of sources
+    table_size: int = 131_072  # buckets (~14 MB at most); fixed whatever the sources
 
 
 @dataclass(frozen=True, slots=True)
