@@ -133,10 +133,11 @@ class Handler:
         # --- defences hook (geodns/defences.py): RRL accounting, slips, DNS cookies ---
         out: bytes | None = resp
         token = None
-        if self.guard is not None:
+        guard = self.guard
+        if guard is not None and (guard.rrl is not None or q.cookie is not None):
             sel = self._sel
-            out, token = self.guard.answer(q, resp, client, tcp, sel[0] if sel else None,
-                                           st.store, st.udp_size)
+            out, token = guard.answer(q, resp, client, tcp, sel[0] if sel else None,
+                                      st.store, st.udp_size)
             if q.cookie is not None:
                 self._cacheable = False  # our server cookie is per client and per time
         # --- end of the defences hook ---

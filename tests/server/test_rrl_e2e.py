@@ -9,6 +9,7 @@ import socket
 import subprocess
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.edns
 import dns.flags
@@ -164,3 +165,30 @@ def test_dig_retries_badcookie_and_is_answered(server: ServerProcess) -> None:
     assert ";; BADCOOKIE, retrying." in out, out
     assert "status: NOERROR" in out and "192.0.2.200" in out, out
     assert re.search(rf"COOKIE: {client}01000000[0-9a-f]{{24}} \(good\)", out), out
+
+
+def test_reload_turns_rrl_on_and_off(tmp_path: Path) -> None:
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "rl.test.zone").write_text(
+        "$ORIGIN rl.test.\n$TTL 300\n@ SOA ns hostmaster 1 7200 3600 1209600 300\n"
+        "@ NS ns\nns A 192.0.2.1\nwww A 192.0.2.2\n")
+    cfg = tmp_path / "geodns.toml"
+    cfg.write_text(f'[server]\nzones = "{zones}"\n')
+    with geodns_server(zones, ["--config", str(cfg)]) as srv:
+        wire = query("www.rl.test.")
+        assert full(flood(srv.port, wire, count=50)) == 50
+        cfg.write_text(f'[server]\nzones = "{zones}"\n[rrl]\nresponses_per_second = 5\n'
+                       "slip = 0\n")
+        assert reload(srv) == 200
+        assert full(flood(srv.port, wire, count=50)) <= 10
+        cfg.write_text(f'[server]\nzones = "{zones}"\n')
+        assert reload(srv) == 200
+        assert full(flood(srv.port, wire, count=50)) == 50
+
+
+def reload(srv: ServerProcess) -> int:
+    req = urllib.request.Request(f"http://127.0.0.1:{srv.control_port()}/reload", data=b"",
+                                 method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return int(r.status)
