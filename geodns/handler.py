@@ -24,8 +24,10 @@ from typing import Any, Final
 import dns.rcode
 from dns.rdatatype import RdataType as T
 
+from geodns.defences import Defences
 from geodns.ops.metrics import LATENCY_EVERY, Metrics
 from geodns.ops.querylog import QueryLog
+from geodns.rrl import Token
 from geodns.runtime import Runtime
 from geodns.select.plan import Answer as Choice
 from geodns.wire import decode as wd
@@ -57,9 +59,10 @@ ExplainFn = Callable[[str, int, "str | bytes", "int | None"], list[str]]
 OpcodeFn = Callable[[bytes, str, bool], bytes]  # (query, client, tcp) -> response
 # (query, client, tcp, answer unsigned) -> signed response, or None: not signed after all
 SignedFn = Callable[[bytes, str, bool, Callable[[bytes], bytes]], "bytes | None"]
-# (response after the ID, qtype, rcode, pool, choice, scope, qname, ecs addr, ecs source)
+# (response after the ID, qtype, rcode, pool, choice, scope, qname, ecs addr, ecs source,
+#  RRL account key)
 PacketEntry = tuple[bytes, int, int, "str | None", "Choice | None", int, bytes, "bytes | None",
-                    int]
+                    int, "Token | None"]
 
 
 class GenCache:
@@ -172,6 +175,7 @@ class Handler:
         self.other_opcode: OpcodeFn | None = None
         # xfr hook: verifies and signs TSIG-signed queries (a secondary's SOA check)
         self.signed_query: SignedFn | None = None
+        self.guard: Defences | None = None  # RRL and DNS cookies (geodns/defences.py)
 
     # [operator hook: dnstap, geodns/ops/dnstap.py] Wraps handle() on this instance, so
     # the packet-cache path is covered too and nothing runs when dnstap is off. Install
@@ -206,9 +210,20 @@ class Handler:
             log.exception("handler failure for query %r", data[:64])
             resp = error_response(q, dns.rcode.SERVFAIL, st.udp_size)
             self._cacheable = False
+        # --- defences hook (geodns/defences.py): RRL accounting, slips, DNS cookies ---
+        out: bytes | None = resp
+        token = None
+        guard = self.guard
+        if guard is not None and (guard.rrl is not None or q.cookie is not None):
+            sel = self._sel
+            out, token = guard.answer(q, resp, client, tcp, sel[0] if sel else None,
+                                      st.store, st.udp_size)
+            if q.cookie is not None:
+                self._cacheable = False  # our server cookie is per client and per time
+        # --- end of the defences hook ---
         m = self.metrics
         rcode = resp[3] & 15
-        if m is not None:
+        if m is not None and out is not None:
             m.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
             if timed:  # [operator hook] latency histogram
                 self._lat_left = LATENCY_EVERY
@@ -223,16 +238,23 @@ class Handler:
             entry: PacketEntry = (
                 tail, q.qtype, rcode, sel[0] if sel else None, sel[1] if sel else None,
                 sel[2] if sel else 0, q.qname, q.ecs_addr if q.ecs else None,
-                q.ecs_source if q.ecs else 0)
+                q.ecs_source if q.ecs else 0, token)
             cache = st.steered[tcp] if sel is not None else st.packets[tcp]
             cache.put(key, entry, len(key) + len(tail) + ENTRY_OVERHEAD)
-        return resp
+        return out
 
     def _replay(self, st: State, data: bytes, hit: PacketEntry, client: str,
-                tcp: bool) -> bytes:
+                tcp: bool) -> bytes | None:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
-        tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source = hit
+        tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token = hit
         st.hits += 1
+        resp = data[:2] + tail
+        guard = self.guard
+        if guard is not None and token is not None and not tcp:  # defences hook: RRL
+            out = guard.replay(resp, token, client)  # a cached answer counts too
+            if out is None:
+                return None
+            resp = out
         m = self.metrics
         if m is not None:
             m.queries[("tcp" if tcp else "udp", qtype, rcode)] += 1
@@ -243,7 +265,7 @@ class Handler:
             self._log(qlog, client, qname, qtype, rcode, ecs_addr,
                       ecs_source if ecs_addr is not None else None,
                       (pool, choice, scope) if choice is not None else None, 0.0)
-        return data[:2] + tail
+        return resp
 
     def health_changed(self) -> None:
         """Cached steered answers may now be wrong: forget them (static ones stay)."""

@@ -15,6 +15,7 @@ import dns.name
 from aiohttp import web
 
 from geodns.config import Config, load_config, parse_hostport
+from geodns.defences import Defences
 from geodns.geo import FileKey, file_key
 from geodns.handler import Handler, State
 from geodns.health.monitor import HealthMonitor
@@ -150,6 +151,7 @@ class Server:
             if self.config.dnstap.enabled else None
         if self.dnstap is not None:
             self.handler.tap(self.dnstap.wrap)
+        self.handler.guard = Defences.build(self.config, self.metrics)  # RRL, cookies
         self.backend = ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap)
         self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
@@ -260,6 +262,7 @@ class Server:
                 store = self.xfr.fitted_store(files, lambda s: cross_check(s, config))
             self._install(self.make_state(store, runtime))
             self.xfr.loaded(store)
+            self.handler.guard = Defences.build(config, self.metrics, self.handler.guard)
             self.monitor.update_config(config)
             self.last_reload_error = []
             self.backend.on_reloaded(True, reason)  # [operator hook] logs the reload event

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final
 
+from geodns.config.defences import _cookies, _rrl
 from geodns.config.loads import _load_feed
 from geodns.config.locator import TomlLocator
 from geodns.config.model import (
@@ -15,6 +16,7 @@ from geodns.config.model import (
     Check,
     Config,
     ConfigError,
+    CookiesConfig,
     DnstapConfig,
     ExplainConfig,
     GeoIPConfig,
@@ -22,6 +24,7 @@ from geodns.config.model import (
     Pool,
     Pop,
     QueryLogConfig,
+    RRLConfig,
     ServerConfig,
     default_geoip_database,
 )
@@ -39,7 +42,8 @@ from geodns.config.validator import _Validator
 from geodns.config.xfr import DEFAULT_STATE_DIR, parse_secondary, parse_transfer, parse_tsig
 
 _TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "dnstap", "loads",
-                    "pops", "pools", "checks", "tsig", "transfer", "secondary")
+                    "rrl", "cookies", "pops", "pools", "checks", "tsig", "transfer",
+                    "secondary")
 
 
 def parse_config(text: str, path: str | Path, *, allow_unwired: bool = False) -> Config:
@@ -69,6 +73,8 @@ def parse_config(text: str, path: str | Path, *, allow_unwired: bool = False) ->
     admin = _admin(v, data["admin"]) if "admin" in data else AdminConfig()
     querylog = _querylog(v, data["querylog"]) if "querylog" in data else QueryLogConfig()
     dnstap = _dnstap(v, data["dnstap"]) if "dnstap" in data else DnstapConfig()
+    rrl = _rrl(v, data["rrl"]) if "rrl" in data else RRLConfig()
+    cookies = _cookies(v, data["cookies"]) if "cookies" in data else CookiesConfig()
 
     checks: dict[str, Check] = {}
     raw_checks = v.table(data.get("checks", {}), ("checks",)) or {}
@@ -113,7 +119,8 @@ def parse_config(text: str, path: str | Path, *, allow_unwired: bool = False) ->
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
         source=Path(path), querylog=querylog, dnstap=dnstap, loads=MappingProxyType(loads),
-        tsig=tsig, transfer=transfer, secondary=secondary, state_dir=state_dir,
+        tsig=tsig, transfer=transfer, secondary=secondary, state_dir=state_dir, rrl=rrl,
+        cookies=cookies,
     )
 
 

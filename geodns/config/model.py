@@ -128,6 +128,42 @@ class DnstapConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RRLConfig:
+    """``[rrl]``: response rate limiting (BIND/Knot/NSD semantics); off without the section.
+
+    Rates are responses per second per (client block, answer class); 0 means unlimited
+    for that class.  ``errors`` and ``nxdomains`` default to ``responses``.
+    """
+
+    enabled: bool = False
+    responses_per_second: int = 20
+    errors_per_second: int | None = None  # None: as responses_per_second
+    nxdomains_per_second: int | None = None
+    window: int = 15  # seconds of debt a flood can run up (and must pay off)
+    slip: int = 2  # every Nth limited response goes out truncated; 0 never
+    ipv4_prefix: int = 24
+    ipv6_prefix: int = 56
+    exempt: tuple[IPNetwork, ...] = ()
+    log_only: bool = False
+    table_size: int = 131_072  # buckets (~14 MB at most); fixed whatever the sources
+
+
+@dataclass(frozen=True, slots=True)
+class CookiesConfig:
+    """``[cookies]``: DNS cookies (RFC 7873) with RFC 9018 server cookies.
+
+    ``secret`` (16 bytes) is shared by an anycast fleet and used as is; without it a
+    random secret is generated at start and replaced every ``rotation`` seconds.  A
+    cookie made with ``previous_secret`` (or the last generated one) is still accepted.
+    """
+
+    enabled: bool = True
+    secret: bytes | None = None
+    previous_secret: bytes | None = None
+    rotation: float = 86400.0
+
+
+@dataclass(frozen=True, slots=True)
 class AdminConfig:
     """``[admin]``: where forced health overrides are persisted (None: not persisted)."""
 
@@ -340,6 +376,8 @@ class Config:
     # [transfer] nor [secondary] is configured, so plain servers write nothing.
     state_dir: Path | None = None
     loads: Mapping[str, LoadFeed] = field(default_factory=lambda: MappingProxyType({}))
+    rrl: RRLConfig = field(default_factory=RRLConfig)
+    cookies: CookiesConfig = field(default_factory=CookiesConfig)
 
     @classmethod
     def default(cls) -> Config:

@@ -53,6 +53,8 @@ LATENCY_EVERY: Final = 32
 LATENCY_BUCKETS: Final = (0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005,
                           0.001, 0.0025, 0.005, 0.01, 0.025, 0.1)
 
+_RRL_CLASSES: Final = ("positive", "nxdomain", "error")  # geodns.rrl.CLASS_NAMES
+
 # qtypes that get their own label; anything else is "other" so a client sending
 # every one of the 65536 types cannot blow up the label cardinality.
 _QTYPES: Final = frozenset({
@@ -178,6 +180,9 @@ class Metrics:
         self.secondary_refreshed: dict[str, float] = {}
         self.secondary_failures: defaultdict[str, int] = defaultdict(int)
         self.secondary_expired: dict[str, bool] = {}
+        # Defences: (action, answer class) of rate-limited responses; cookie outcomes.
+        self.rrl: defaultdict[tuple[str, int], int] = defaultdict(int)
+        self.cookies: defaultdict[str, int] = defaultdict(int)
         self.started = clock()
         self.clock = clock
         self.history = AnswerHistory(history_minutes, clock)
@@ -212,6 +217,9 @@ class Metrics:
         """One timed query (sampled by the handler, 1 in LATENCY_EVERY uncached)."""
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
+    def rrl_limited(self, action: str, cls: int) -> None:
+        """One response over its RRL limit: ``action`` dropped, slipped or logged."""
+        self.rrl[(action, cls)] += 1
 
     # --- events ----------------------------------------------------------------------
 
@@ -356,6 +364,19 @@ class _GeodnsCollector(Collector):
         yield CounterMetricFamily("geodns_querylog_written", "Query-log lines written.",
                                   value=m.querylog_written)
         yield from _xfr_families(m)
+        rr = CounterMetricFamily("geodns_rrl_responses", "Responses over their rate limit, "
+                                 "by action (dropped; slipped: sent truncated; logged: "
+                                 "log_only) and answer class.", labels=("action", "class"))
+        for (action, cls), n in sorted(m.rrl.items()):
+            rr.add_metric((action, _RRL_CLASSES[cls]), n)
+        yield rr
+        ck = CounterMetricFamily("geodns_cookies", "Queries with a DNS cookie, by what "
+                                 "they carried (client_only, valid, invalid server cookie); "
+                                 "badcookie_sent: BADCOOKIE sent instead of a slip.",
+                                 labels=("result",))
+        for result, n in sorted(m.cookies.items()):
+            ck.add_metric((result,), n)
+        yield ck
         yield GaugeMetricFamily("geodns_start_time_seconds", "Unix time the metrics (the "
                                 "server) started.", value=m.started)
         yield CounterMetricFamily("geodns_dnstap_written", "Queries written to dnstap "

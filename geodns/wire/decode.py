@@ -19,12 +19,14 @@ BADVERS: Final = 16
 
 OPT_TYPE: Final = 41
 ECS_CODE: Final = 8
+COOKIE_CODE: Final = 10  # RFC 7873
 
 
 class Query:
     """A decoded query; only the fields the answer path reads."""
 
     __slots__ = (
+        "cookie",
         "data",
         "do",
         "ecs",
@@ -60,6 +62,7 @@ class Query:
         self.ecs_source = 0
         self.ecs_addr = b""  # address padded with zeros to 4 or 16 bytes
         self.error = 0  # 0: fine; else FORMERR, NOTIMP or BADVERS
+        self.cookie: bytes | None = None  # COOKIE option data: client (+ server) cookie
 
     @property
     def has_question(self) -> bool:
@@ -204,6 +207,13 @@ def _decode_opt(q: Query, data: bytes, off: int, end: int) -> int:
         if code == ECS_CODE and (q.ecs is not None or not _decode_ecs(q, data[p:p + olen])):
             q.error = FORMERR
             return stop
+        if code == COOKIE_CODE:
+            # Client cookie (8) or client + server cookie (8 + 8..32); else, or twice,
+            # malformed: FORMERR (RFC 7873 5.2.2).
+            if q.cookie is not None or not (olen == 8 or 16 <= olen <= 40):
+                q.error = FORMERR
+                return stop
+            q.cookie = bytes(data[p:p + olen])
         p += olen
     if q.version != 0 and not q.error:
         q.error = BADVERS

@@ -13,6 +13,7 @@ import dataclasses
 import re
 import shutil
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -248,12 +249,31 @@ def test_nsid_not_returned(example):
     assert not [o for o in r.options if o.startswith("NSID")], r.text
 
 
-def test_cookie_not_echoed(example):
-    # dig sends a client COOKIE by default; a server without cookie support ignores it
+def test_cookie_returned_and_accepted(example):
+    # dig sends a client COOKIE; we answer with client + server cookie (RFC 7873/9018),
+    # which dig checks against the client cookie it sent ("good")
     r = dig(example.port, "+cookie", "static.example.com", "A")
     _ok(r)
     assert r.status == "NOERROR" and r.rdata() == [STATIC], r.text
-    assert not [o for o in r.options if o.startswith("COOKIE")], r.text
+    cookies = [o for o in r.options if o.startswith("COOKIE:")]
+    assert len(cookies) == 1, r.text
+    m = re.fullmatch(r"COOKIE: ([0-9a-f]{48}) \(good\)", cookies[0])
+    assert m, r.text
+    full = m.group(1)
+    assert full[16:18] == "01", r.text  # RFC 9018 version 1
+    # a second query presenting that cookie is accepted: same answer, the cookie comes
+    # back (fresh: the same one), and dig has nothing to complain about
+    again = dig(example.port, f"+cookie={full}", "static.example.com", "A")
+    _ok(again)
+    assert again.status == "NOERROR" and again.rdata() == [STATIC], again.text
+    assert [o for o in again.options if o.startswith("COOKIE:")] == [f"COOKIE: {full} (good)"]
+    assert "BADCOOKIE" not in again.text and "warning" not in again.text.lower(), again.text
+    # and the server counted it as a valid server cookie (not one it replaced)
+    url = f"http://127.0.0.1:{example.control_port()}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        metrics = resp.read().decode()
+    valid = re.search(r'geodns_cookies_total{result="valid"} (\S+)', metrics)
+    assert valid and float(valid.group(1)) >= 1, metrics
 
 
 def test_do_bit_echoed(example):

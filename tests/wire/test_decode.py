@@ -6,13 +6,14 @@ import struct
 
 import dns.edns
 import dns.message
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geodns.handler import Handler, State
 from geodns.wire import decode as wd
 from geodns.zones.store import ZoneStore
-from tests.util import dnslib_check
+from tests.util import dnslib_check, ecs_option
 
 HANDLER = Handler(State(ZoneStore([])))
 
@@ -89,3 +90,38 @@ def test_ecs_validation() -> None:
     for data in bad:
         q = wd.decode(data)
         assert q is not None and q.error == wd.FORMERR, data
+
+
+def cookie_query(*options: tuple[int, bytes]) -> bytes:
+    rdata = b"".join(struct.pack("!HH", code, len(d)) + d for code, d in options)
+    opt = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00" + struct.pack("!H", len(rdata)) + rdata
+    head = struct.pack("!HHHHHH", 0x1234, 0, 1, 0, 0, 1)
+    return head + b"\x03www\x07example\x03com\x00\x00\x01\x00\x01" + opt
+
+
+@pytest.mark.parametrize("length", [8, 16, 24, 40])
+def test_cookie_option_is_decoded(length: int) -> None:
+    data = bytes(range(length))
+    q = wd.decode(cookie_query((10, data), ecs_option(1, 24, 0, bytes([81, 2, 69]))))
+    assert q is not None and q.error == 0 and q.cookie == data and q.ecs is not None
+
+
+@pytest.mark.parametrize("options", [
+    [(10, b"")], [(10, bytes(7))], [(10, bytes(9))], [(10, bytes(15))], [(10, bytes(41))],
+    [(10, bytes(8)), (10, bytes(8))],  # twice
+], ids=["empty", "7", "9", "15", "41", "twice"])
+def test_malformed_cookie_option_is_formerr(options: list[tuple[int, bytes]]) -> None:
+    q = wd.decode(cookie_query(*options))
+    assert q is not None and q.error == wd.FORMERR  # RFC 7873 5.2.2
+
+
+def test_cookie_option_longer_than_the_opt_rdata_is_formerr() -> None:
+    data = cookie_query((10, bytes(8)))
+    lying = data[:-12] + struct.pack("!HH", 10, 16) + bytes(8)  # says 16, has 8
+    q = wd.decode(lying)
+    assert q is not None and q.error == wd.FORMERR and q.cookie is None
+
+
+def test_no_cookie_without_the_option() -> None:
+    q = wd.decode(cookie_query())
+    assert q is not None and q.error == 0 and q.cookie is None
