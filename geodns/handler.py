@@ -25,10 +25,11 @@ import dns.rcode
 from dns.rdatatype import RdataType as T
 
 from geodns.defences import Defences
+from geodns.health.snapshot import HealthSnapshot
 from geodns.ops.metrics import LATENCY_EVERY, Metrics
 from geodns.ops.querylog import QueryLog
 from geodns.rrl import Token
-from geodns.runtime import Runtime
+from geodns.runtime import HealthHolder, Runtime
 from geodns.select.plan import Answer as Choice
 from geodns.wire import decode as wd
 from geodns.wire.compose import compose, compose_lookup
@@ -51,33 +52,49 @@ XFR_TYPES: Final = (T.AXFR, T.IXFR)
 EXPLAIN_LABEL: Final = b"\x08_explain"
 PACKET_CACHE_BYTES: Final = 32 << 20  # per transport and kind (static / steered)
 COMPOSED_CACHE_BYTES: Final = 16 << 20
+SHAPE_CACHE_BYTES: Final = 1 << 20
 MAX_CACHED_QUERY: Final = 512  # longer queries (padding) are answered, never cached
 ENTRY_OVERHEAD: Final = 200  # dict slot, tuple and object headers per cached entry
 _HEAD: Final = struct.Struct("!HHHHH")
+_SCOPE: Final = [bytes((i,)) for i in range(129)]
 
 ExplainFn = Callable[[str, int, "str | bytes", "int | None"], list[str]]
 OpcodeFn = Callable[[bytes, str, bool], bytes]  # (query, client, tcp) -> response
 # (query, client, tcp, answer unsigned) -> signed response, or None: not signed after all
 SignedFn = Callable[[bytes, str, bool, Callable[[bytes], bytes]], "bytes | None"]
 # (response after the ID, qtype, rcode, pool, choice, scope, qname, ecs addr, ecs source,
-#  RRL account key)
+#  RRL account key, health snapshot a steered answer was chosen under)
 PacketEntry = tuple[bytes, int, int, "str | None", "Choice | None", int, bytes, "bytes | None",
-                    int, "Token | None"]
+                    int, "Token | None", "HealthSnapshot | None"]
 
 
 class GenCache:
     """A cache bounded by bytes that keeps what is used: two generations; a hit in the
     old one moves the entry to the young one, and when the young one is full the old
-    one is dropped.  A flood of one-off entries passes through without evicting the
-    entries that keep being asked for, and memory never exceeds twice the budget."""
+    one is dropped, so memory never exceeds twice the budget.
 
-    __slots__ = ("budget", "old", "size", "young")
+    Entries are admitted on their second sighting (:meth:`admit`): a fixed table of key
+    hashes remembers the first one.  Traffic that never repeats (distinct ECS clients,
+    random names) is never stored, costs no memory and evicts nothing."""
 
-    def __init__(self, budget: int) -> None:
+    __slots__ = ("budget", "doorkeeper", "mask", "old", "size", "young")
+
+    def __init__(self, budget: int, doorkeeper: int = 1 << 18) -> None:
         self.budget = budget
         self.young: dict[bytes, tuple[Any, int]] = {}
         self.old: dict[bytes, tuple[Any, int]] = {}
         self.size = 0
+        self.doorkeeper = [0] * doorkeeper
+        self.mask = doorkeeper - 1
+
+    def admit(self, key: bytes) -> bool:
+        """Was ``key`` seen before (and not since forgotten)?  Remembers it if not."""
+        h = hash(key)
+        slot = h & self.mask
+        if self.doorkeeper[slot] != h:
+            self.doorkeeper[slot] = h
+            return False
+        return True
 
     def get(self, key: bytes) -> Any:
         hit = self.young.get(key)
@@ -111,15 +128,18 @@ class Template:
 
     Rendered answers are kept per choice (a few per pool: one per POP combination)."""
 
-    __slots__ = ("found", "owner", "pool", "qkey", "rendered")
+    __slots__ = ("fam", "found", "owner", "plan", "pool", "qkey", "rendered")
 
-    def __init__(self, qkey: bytes, found: Lookup) -> None:
+    def __init__(self, qkey: bytes, qtype: int, found: Lookup, runtime: Runtime | None) -> None:
         assert found.dynamic is not None
         self.qkey = qkey
         self.found = found
         self.owner = found.dynamic.owner
         self.pool = found.dynamic.pool
         self.rendered: dict[Hashable, Rendered] = {}
+        # The pool's compiled plan and answer family, resolved once for this question.
+        self.plan = runtime.selector.plans.get(self.pool) if runtime is not None else None
+        self.fam = self.plan.family(qtype) if self.plan is not None else None
 
     def render(self, qtype: int, choice: Choice) -> Rendered:
         r = self.rendered.get(choice.key)
@@ -131,6 +151,34 @@ class Template:
         return r
 
 
+class Shape:
+    """A steered ECS query with the client's address bytes left out.
+
+    Two queries whose bytes differ only in the ECS address (the last bytes of the
+    packet, source prefix a multiple of 8) decode alike but for that address, so their
+    answers differ only in what the steering map says for it: the question, the OPT
+    and the rendered answers are reused, and the per-query work is one map lookup.
+    """
+
+    __slots__ = ("head", "limit", "n", "opt", "qname", "qtype", "question", "shift", "source",
+                 "template", "width")
+
+    def __init__(self, template: Template, qtype: int, head: int, question: bytes, opt: bytes,
+                 n: int, width: int, shift: int, source: int, limit: int,
+                 qname: bytes) -> None:
+        self.template = template
+        self.qtype = qtype
+        self.head = head  # index into Rendered.heads: RD and EDNS of the query
+        self.question = question
+        self.opt = opt  # our OPT with the ECS echo, up to the scope byte
+        self.n = n  # address bytes at the end of the query
+        self.width = width  # 4 or 16
+        self.shift = shift
+        self.source = source
+        self.limit = limit  # UDP size limit of the asker (TCP: none)
+        self.qname = qname
+
+
 class State:
     """One consistent view: zones, the runtime (config, selector, health), caches."""
 
@@ -140,15 +188,23 @@ class State:
         self.store = store
         self.udp_size = udp_size
         self.runtime = runtime if runtime is not None and runtime.config.pools else None
+        self.health = runtime.health if runtime is not None else HealthHolder()
         self.explain_allowed = explain_allowed
         self.additional = additional
         self.composed = GenCache(COMPOSED_CACHE_BYTES)  # qname + qtype -> Rendered | Template
-        # Packet caches: query bytes after the ID -> PacketEntry.  Identical bytes
-        # (ECS, payload size, RD, 0x20 case included) get an identical answer while this
-        # State and the health snapshot stand; steered entries go on a health change.
+        # Steered names: their questions go straight to the composed cache.
+        self.dyna = frozenset(k for z in store.zones.values() for k in z.dyna_keys)
+        # Packet caches per transport: query bytes after the ID -> PacketEntry.  Identical
+        # bytes (ECS, payload size, RD, 0x20 case included) get an identical answer while
+        # this State stands and, for steered answers, the health snapshot they were made
+        # under (checked on each hit).
         self.packets = (GenCache(PACKET_CACHE_BYTES), GenCache(PACKET_CACHE_BYTES))
-        self.steered = (GenCache(PACKET_CACHE_BYTES), GenCache(PACKET_CACHE_BYTES))
+        # Steered ECS query shapes per transport (see Shape), and their address lengths.
+        self.shapes = (GenCache(SHAPE_CACHE_BYTES), GenCache(SHAPE_CACHE_BYTES))
+        self.shape_lens: tuple[int, ...] = ()
         self.opt_plain = (opt_record(udp_size, False), opt_record(udp_size, True))
+        # Our OPT up to its RDLENGTH, by DO: an ECS echo is appended to it per query.
+        self.opt_head = (self.opt_plain[0][:-2], self.opt_plain[1][:-2])
         self.hits = 0
         self.misses = 0
 
@@ -188,10 +244,19 @@ class Handler:
         st = self.state
         key = data[2:]
         hit = st.packets[tcp].get(key)
-        if hit is None:
-            hit = st.steered[tcp].get(key)
-        if hit is not None:
+        if hit is not None and (hit[10] is None or hit[10] is st.health.snapshot):
             return self._replay(st, data, hit, client, tcp)
+        shapes = st.shapes[tcp]
+        guard = self.guard
+        if st.shape_lens and (guard is None or guard.rrl is None):
+            # (a query with a cookie never matches a shape: its bytes differ)
+            for n in st.shape_lens:
+                shape = shapes.get(data[2:-n])
+                if shape is not None:
+                    resp = self._steer(st, shape, data, client, tcp)
+                    if resp is not None:
+                        return resp
+                    break
         self._lat_left -= 1  # [operator hook] latency histogram: 1 in LATENCY_EVERY timed
         timed = self._lat_left <= 0
         t0 = perf_counter() if timed or self.qlog is not None else 0.0
@@ -233,20 +298,83 @@ class Handler:
         if qlog is not None and qlog.sampled():
             self._log(qlog, client, q.qname, q.qtype, rcode, q.ecs_addr if q.ecs else None,
                       q.ecs_source if q.ecs else None, sel, perf_counter() - t0)
-        if self._cacheable and not q.error and len(data) <= MAX_CACHED_QUERY:
+        if sel is not None and q.ecs is not None and self._cacheable and not q.error \
+                and q.cookie is None and (guard is None or guard.rrl is None):
+            self._learn_shape(st, q, data, tcp)
+        if self._cacheable and not q.error and len(data) <= MAX_CACHED_QUERY \
+                and st.packets[tcp].admit(key):
             tail = resp[2:]
             entry: PacketEntry = (
                 tail, q.qtype, rcode, sel[0] if sel else None, sel[1] if sel else None,
                 sel[2] if sel else 0, q.qname, q.ecs_addr if q.ecs else None,
-                q.ecs_source if q.ecs else 0, token)
-            cache = st.steered[tcp] if sel is not None else st.packets[tcp]
-            cache.put(key, entry, len(key) + len(tail) + ENTRY_OVERHEAD)
+                q.ecs_source if q.ecs else 0, token, st.health.snapshot if sel else None)
+            st.packets[tcp].put(key, entry, len(key) + len(tail) + ENTRY_OVERHEAD)
         return out
+
+    def _learn_shape(self, st: State, q: wd.Query, data: bytes, tcp: bool) -> None:
+        """Remember the shape of a steered ECS query whose address ends the packet:
+        every query with the same bytes but the address gets its answer from the
+        steering map without being decoded (see :class:`Shape`)."""
+        ecs = q.ecs
+        assert ecs is not None
+        n = len(ecs) - 4  # address bytes
+        if n <= 0 or q.ecs_source % 8 or not data.endswith(ecs):
+            return
+        t = st.composed.get(q.qname + q.qtype.to_bytes(2, "big"))
+        if not isinstance(t, Template) or t.plan is None or t.fam is None:
+            return
+        width = 4 if q.ecs_family == 1 else 16
+        opt = st.opt_head[q.do] + (len(ecs) + 4).to_bytes(2, "big") + b"\x00\x08" \
+            + len(ecs).to_bytes(2, "big") + ecs[:3]
+        shape = Shape(t, q.qtype, q.rd * 2 + 1, data[12:q.qend], opt, n, width,
+                      (width - n) * 8, q.ecs_source,
+                      1 << 30 if tcp else _limit(q, st.udp_size), q.qname)
+        st.shapes[tcp].put(data[2:-n], shape, len(data) + ENTRY_OVERHEAD)
+        if n not in st.shape_lens:
+            st.shape_lens = (*st.shape_lens, n)
+
+    def _steer(self, st: State, shape: Shape, data: bytes, client: str,
+               tcp: bool) -> bytes | None:
+        """A steered ECS query of a known shape: decide, render, done (None: the answer
+        does not fit; take the long way)."""
+        t = shape.template
+        plan = t.plan
+        rt = st.runtime
+        if plan is None or rt is None:
+            return None
+        raw = data[-shape.n:]
+        choice, scope = plan.decide(t.fam, 4 if shape.width == 4 else 6,  # type: ignore[arg-type]
+                                    int.from_bytes(raw, "big") << shape.shift, shape.source,
+                                    rt.health.snapshot)
+        r = t.render(shape.qtype, choice)
+        resp = data[:2] + r.heads[shape.head] + shape.question + r.body + shape.opt \
+            + _SCOPE[scope] + raw
+        if len(resp) > shape.limit:
+            return None
+        st.hits += 1
+        m = self.metrics
+        if m is not None:
+            m.queries[("tcp" if tcp else "udp", shape.qtype, resp[3] & 15)] += 1
+        if self.on_answer is not None:
+            self.on_answer(t.pool, choice)
+        addr = raw + bytes(shape.width - shape.n)
+        qlog = self.qlog
+        if qlog is not None and qlog.sampled():
+            self._log(qlog, client, shape.qname, shape.qtype, resp[3] & 15, addr, shape.source,
+                      (t.pool, choice, scope), 0.0)
+        key = data[2:]
+        packets = st.packets[tcp]
+        if packets.admit(key):
+            tail = resp[2:]
+            packets.put(key, (tail, shape.qtype, resp[3] & 15, t.pool, choice, scope,
+                              shape.qname, addr, shape.source, None, rt.health.snapshot),
+                        len(key) + len(tail) + ENTRY_OVERHEAD)
+        return resp
 
     def _replay(self, st: State, data: bytes, hit: PacketEntry, client: str,
                 tcp: bool) -> bytes | None:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
-        tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token = hit
+        tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token, _ = hit
         st.hits += 1
         resp = data[:2] + tail
         guard = self.guard
@@ -268,9 +396,8 @@ class Handler:
         return resp
 
     def health_changed(self) -> None:
-        """Cached steered answers may now be wrong: forget them (static ones stay)."""
-        for cache in self.state.steered:
-            cache.clear()
+        """Cached steered answers carry the health snapshot they were made under and are
+        not replayed under another one; static answers stay."""
 
     def _log(self, qlog: QueryLog, client: str, qname: bytes, qtype: int, rcode: int,
              ecs_addr: bytes | None, ecs_source: int | None,
@@ -304,6 +431,12 @@ class Handler:
             if st.runtime is not None and st.explain_allowed is not None \
                     and st.explain_allowed(client):
                 return self._finish(st, q, self._explain(st, q, client), 0, tcp)
+        if qkey in st.dyna:  # a steered name: its template is cached
+            t = st.composed.get(qkey + qtype.to_bytes(2, "big"))
+            if t is not None and t.__class__ is Template:
+                st.hits += 1
+                done, scope = self._dynamic(st, q, t, client)
+                return self._finish(st, q, done, scope, tcp)
         found = st.store.find(qkey, qtype)
         cls = found.__class__
         if cls is Direct:
@@ -338,22 +471,22 @@ class Handler:
         if found is None:
             return error_response(q, dns.rcode.REFUSED, st.udp_size)
         ckey = qkey + qtype.to_bytes(2, "big")
-        r = st.composed.get(ckey)
+        r: Rendered | Template | None = st.composed.get(ckey)
         if r is None:
             st.misses += 1
             assert isinstance(found, Lookup)
             if found.dynamic is not None:
-                r = Template(qkey, found)
+                r = Template(qkey, qtype, found, st.runtime)
+                st.composed.put(ckey, r, len(ckey) + ENTRY_OVERHEAD + 512)
             else:
                 r = compose(qkey, qtype, found, st.store, st.additional)
-            st.composed.put(ckey, r, len(ckey) + ENTRY_OVERHEAD + (
-                len(r.body) if isinstance(r, Rendered) else 512))
+                st.composed.put(ckey, r, len(ckey) + ENTRY_OVERHEAD + len(r.body))
         else:
             st.hits += 1
-        scope = 0
-        if r.__class__ is Template:
-            r, scope = self._dynamic(st, q, r, client)
-        return self._finish(st, q, r, scope, tcp)
+        if isinstance(r, Template):
+            rendered, scope = self._dynamic(st, q, r, client)
+            return self._finish(st, q, rendered, scope, tcp)
+        return self._finish(st, q, r, 0, tcp)
 
     def _signed(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes | None:
         """xfr hook: the TSIG checked and the answer signed (never packet-cached)."""
@@ -372,8 +505,13 @@ class Handler:
     def _finish(self, st: State, q: wd.Query, r: Rendered, scope: int, tcp: bool) -> bytes:
         data = q.data
         if q.edns:
-            opt = opt_record(st.udp_size, q.do, 0, ecs_option(q, scope)) if q.ecs \
-                else st.opt_plain[q.do]
+            ecs = q.ecs
+            if ecs is not None:  # echo family, source and address with our scope
+                n = len(ecs)
+                opt = st.opt_head[q.do] + (n + 4).to_bytes(2, "big") + b"\x00\x08" \
+                    + n.to_bytes(2, "big") + ecs[:3] + _SCOPE[scope] + ecs[4:]
+            else:
+                opt = st.opt_plain[q.do]
             resp = data[:2] + r.heads[q.rd * 2 + 1] + data[12:q.qend] + r.body + opt
         else:
             opt = b""
@@ -392,16 +530,19 @@ class Handler:
                  client: str) -> tuple[Rendered, int]:
         """Finish a DYNA answer for this client from the compiled steering maps."""
         rt = st.runtime
-        if rt is None:
+        plan = t.plan
+        if rt is None or plan is None:
             return _servfail(), 0
-        health = rt.health.snapshot
-        if q.ecs is not None:
-            choice, scope = rt.selector.decide(t.pool, q.qtype, 4 if q.ecs_family == 1 else 6,
-                                               int.from_bytes(q.ecs_addr, "big"),
-                                               q.ecs_source, health)
+        fam = t.fam
+        if fam is None:
+            choice, scope = rt.selector.decide(t.pool, q.qtype, 4, 0, 0, rt.health.snapshot)
+        elif q.ecs is not None:
+            choice, scope = plan.decide(fam, 4 if q.ecs_family == 1 else 6,
+                                        int.from_bytes(q.ecs_addr, "big"), q.ecs_source,
+                                        rt.health.snapshot)
         else:
             cfam, addr = _source_address(client)
-            choice, scope = rt.selector.decide(t.pool, q.qtype, cfam, addr, None, health)
+            choice, scope = plan.decide(fam, cfam, addr, None, rt.health.snapshot)
             self._cacheable = False  # depends on the source address, not on the bytes
         if self.on_answer is not None:
             self.on_answer(t.pool, choice)

@@ -18,51 +18,42 @@ NOTIMP: Final = 4
 BADVERS: Final = 16
 
 OPT_TYPE: Final = 41
+_ONE_QUESTION: Final = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 ECS_CODE: Final = 8
 COOKIE_CODE: Final = 10  # RFC 7873
 
 
 class Query:
-    """A decoded query; only the fields the answer path reads."""
+    """A decoded query; only the fields the answer path reads.
 
-    __slots__ = (
-        "cookie",
-        "data",
-        "do",
-        "ecs",
-        "ecs_addr",
-        "ecs_family",
-        "ecs_source",
-        "edns",
-        "error",
-        "opcode",
-        "payload",
-        "qclass",
-        "qend",
-        "qname",
-        "qtype",
-        "rd",
-        "version",
-    )
+    Fields hold class-level defaults and a decode sets only what the query has: most
+    queries carry no ECS, cookie or error, and each attribute set costs on every query.
+    """
+
+    data: bytes
+    qend = 12  # offset just past the question (12 when there is none)
+    qname = b""  # lowercased wire name (key for lookups and caches)
+    qtype = 0
+    qclass = 0
+    rd = 0
+    opcode = 0
+    edns = False
+    payload = 512
+    do = False
+    version = 0
+    ecs: bytes | None = None  # the ECS option data as received (family..address)
+    ecs_family = 0
+    ecs_source = 0
+    ecs_addr = b""  # address padded with zeros to 4 or 16 bytes
+    error = 0  # 0: fine; else FORMERR, NOTIMP or BADVERS
+    cookie: bytes | None = None  # COOKIE option data: client (+ server) cookie
 
     def __init__(self, data: bytes) -> None:
         self.data = data
-        self.qend = 12  # offset just past the question (12 when there is none)
-        self.qname = b""  # lowercased wire name (key for lookups and caches)
-        self.qtype = 0
-        self.qclass = 0
-        self.rd = data[2] & 0x01 if len(data) > 2 else 0
-        self.opcode = (data[2] >> 3) & 0x0F if len(data) > 2 else 0
-        self.edns = False
-        self.payload = 512
-        self.do = False
-        self.version = 0
-        self.ecs: bytes | None = None  # the ECS option data as received (family..address)
-        self.ecs_family = 0
-        self.ecs_source = 0
-        self.ecs_addr = b""  # address padded with zeros to 4 or 16 bytes
-        self.error = 0  # 0: fine; else FORMERR, NOTIMP or BADVERS
-        self.cookie: bytes | None = None  # COOKIE option data: client (+ server) cookie
+        if len(data) > 2:
+            flags = data[2]
+            self.rd = flags & 0x01
+            self.opcode = (flags >> 3) & 0x0F
 
     @property
     def has_question(self) -> bool:
@@ -124,6 +115,37 @@ def decode(data: bytes) -> Query | None:
     end = len(data)
     if end < 12 or data[2] & 0x80:
         return None
+    if end > 16 and not data[2] & 0x78 and data[4:10] == _ONE_QUESTION and data[10] == 0 \
+            and data[11] <= 1:
+        # The usual shape: QUERY, one question, nothing but an OPT after it.
+        off = 12
+        n = data[12]
+        while n:
+            if n > 63:
+                break
+            off += n + 1
+            if off >= end:
+                break
+            n = data[off]
+        else:
+            qe = off + 1
+            if qe <= 255 + 12 and qe + 4 <= end:
+                q = Query.__new__(Query)
+                q.data = data
+                q.rd = data[2] & 0x01
+                q.qname = data[12:qe].lower()
+                q.qtype = (data[qe] << 8) | data[qe + 1]
+                q.qclass = (data[qe + 2] << 8) | data[qe + 3]
+                qend = q.qend = qe + 4
+                if data[11] == 0:
+                    if qend != end:
+                        q.error = FORMERR
+                    return q
+                if qend + 11 <= end and data[qend] == 0 and data[qend + 1] == 0 \
+                        and data[qend + 2] == OPT_TYPE:
+                    if _decode_opt(q, data, qend + 1, end) != end:
+                        q.error = q.error or FORMERR
+                    return q
     q = Query(data)
     if q.opcode != 0:
         q.error = NOTIMP

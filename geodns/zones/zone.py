@@ -216,6 +216,10 @@ class Zone:
         self.wildcards = any(k[:2] == b"\x01*" for k in nodes)
         self._cased = cased
         self._dyna = dyna
+        # Owner keys of the steered names (wildcards aside): the answer path goes
+        # straight to their cached templates.
+        self.dyna_keys = frozenset(k[:-2] for k in special if k[-2:] == pack_h(DYNA_TYPE)
+                                   and k[:2] != b"\x01*")
         soa_blob = self.rrset_blob(okey, T.SOA)
         assert soa_blob is not None
         ttl, soa_rdata = next(rrset_records(soa_blob))

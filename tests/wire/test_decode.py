@@ -125,3 +125,18 @@ def test_cookie_option_longer_than_the_opt_rdata_is_formerr() -> None:
 def test_no_cookie_without_the_option() -> None:
     q = wd.decode(cookie_query())
     assert q is not None and q.error == 0 and q.cookie is None
+
+
+def test_every_prefix_of_a_query_decodes_without_raising() -> None:
+    """Truncated packets: the fast path for the usual shape must bounds-check too."""
+    import dns.edns
+    import dns.message
+
+    from geodns.wire.decode import decode
+
+    for opts in ([], [dns.edns.ECSOption("81.2.69.0", 24)]):
+        wire = dns.message.make_query("www.example.com.", "A", use_edns=0,
+                                      options=opts).to_wire()
+        for n in range(len(wire) + 1):
+            q = decode(wire[:n])
+            assert q is None or n == len(wire) or q.error or q.qend <= n

@@ -94,7 +94,8 @@ def test_plain_queries_do_not_take_the_signed_path(handler: Handler) -> None:
     handler.signed_query = lambda *a: calls.append(a) or inner(*a)  # type: ignore[misc]
     for edns in (False, True):
         q = soa_query(None, edns)
-        wire = handler.handle(q.to_wire(), "127.0.0.1", False)
-        assert wire is not None and dns.message.from_wire(wire).rcode() == dns.rcode.NOERROR
+        for _ in range(2):  # the packet cache admits a query on its second sighting
+            wire = handler.handle(q.to_wire(), "127.0.0.1", False)
+            assert wire is not None and dns.message.from_wire(wire).rcode() == dns.rcode.NOERROR
     assert calls == []
     assert handler.state.packets[0]  # cached as before
