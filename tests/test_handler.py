@@ -1,0 +1,143 @@
+"""The answer path's caches: what they keep, what they never keep, and that every shortcut
+answers exactly like the long way."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from pathlib import Path
+
+import dns.edns
+import dns.flags
+import dns.message
+import pytest
+
+from geodns.config import load_config
+from geodns.handler import GenCache, Handler, State
+from geodns.runtime import Runtime
+from geodns.zones.loader import ZoneLoader
+from tests.util import REPO_ROOT, dnslib_check
+
+
+@pytest.fixture(scope="module")
+def runtime() -> Runtime:
+    return Runtime.load(load_config(REPO_ROOT / "geodns.toml"))
+
+
+def handler(runtime: Runtime) -> Handler:
+    return Handler(State(ZoneLoader(str(REPO_ROOT / "zones")).load(), runtime=runtime))
+
+
+def ecs_query(client: str, prefix: int, name: str = "www.example.com.", qtype: str = "A",
+              payload: int = 1232, want_dnssec: bool = False, rd: bool = True) -> bytes:
+    q = dns.message.make_query(name, qtype, use_edns=0, payload=payload,
+                               want_dnssec=want_dnssec,
+                               options=[dns.edns.ECSOption(client, prefix)])
+    if not rd:
+        q.flags &= ~dns.flags.RD
+    q.id = random.getrandbits(16)
+    return q.to_wire()
+
+
+def test_gen_cache_is_bounded_and_keeps_what_is_used() -> None:
+    c = GenCache(1000, doorkeeper=1 << 10)
+    c.put(b"hot", 1, 100)
+    for i in range(100):  # a flood of one-off entries, 100 bytes each
+        c.put(b"k%d" % i, i, 100)
+        assert c.get(b"hot") == 1  # asked all along: promoted, never dropped
+        assert c.size <= 1000
+    assert len(c) <= 21  # two generations of at most ten entries
+    assert c.get(b"k0") is None
+
+
+def test_admission_on_second_sighting() -> None:
+    c = GenCache(1 << 20, doorkeeper=1 << 10)
+    assert not c.admit(b"a")
+    assert c.admit(b"a")
+    assert not c.admit(b"b")
+
+
+class NoCache(GenCache):
+    def admit(self, key: bytes) -> bool:
+        return False
+
+
+def _long_way(runtime: Runtime) -> Handler:
+    """A handler whose shortcuts are off: no packet cache, no query shapes."""
+    h = handler(runtime)
+    h.state.packets = (NoCache(0), NoCache(0))
+    h._learn_shape = lambda *a: None  # type: ignore[method-assign]
+    return h
+
+
+def _same(a: bytes | None, b: bytes | None) -> None:
+    assert a is not None and b is not None
+    assert a[2:] == b[2:]  # IDs differ only if the queries' do
+    dnslib_check(a)
+
+
+def test_query_shapes_answer_like_the_long_way(runtime: Runtime) -> None:
+    """Random clients through a warm handler (shapes and packet cache learned) and a
+    handler that decodes everything: byte-identical answers, v4 and v6, every option."""
+    fast, slow = handler(runtime), _long_way(runtime)
+    rnd = random.Random(7)
+    variants = [dict(), dict(want_dnssec=True), dict(rd=False), dict(payload=512),
+                dict(qtype="AAAA"), dict(name="WwW.ExAmPlE.cOm."), dict(name="api.example.com.")]
+    clients = []
+    for _ in range(300):
+        clients.append((str(ipaddress.IPv4Address(rnd.getrandbits(32))), rnd.choice([24, 16, 32])))
+        clients.append((str(ipaddress.IPv6Address(rnd.getrandbits(128))),
+                        rnd.choice([56, 48, 64])))
+    for kw in variants:
+        for client, prefix in clients:
+            net = ipaddress.ip_network(f"{client}/{prefix}", strict=False)
+            wire = ecs_query(str(net.network_address), prefix, **kw)  # type: ignore[arg-type]
+            _same(fast.handle(wire, "127.0.0.1", False), slow.handle(wire, "127.0.0.1", False))
+            _same(fast.handle(wire, "127.0.0.1", True), slow.handle(wire, "127.0.0.1", True))
+    assert fast.state.shape_lens  # the shortcut was taken
+    assert fast.state.hits > len(variants) * len(clients)
+
+
+def test_shapes_follow_health_changes(runtime: Runtime) -> None:
+    h = handler(runtime)
+    london = ecs_query("81.2.69.0", 24)
+    for _ in range(3):
+        assert "192.0.2.20" in str(dns.message.from_wire(h.handle(london, "127.0.0.1", False)
+                                                         or b"").answer)
+    other = ecs_query("81.2.68.0", 24)  # same shape, another address
+    before = runtime.health.snapshot
+    try:
+        runtime.health.snapshot = before.with_override("fra", "down")
+        for wire in (london, other):
+            got = dns.message.from_wire(h.handle(wire, "127.0.0.1", False) or b"")
+            assert "192.0.2.20" not in str(got.answer), "a cached answer outlived the health"
+    finally:
+        runtime.health.snapshot = before
+
+
+def test_query_log_keeps_the_packet_cache(runtime: Runtime, tmp_path: Path) -> None:
+    """Issue 8: turning on the query log must not turn off the packet cache."""
+    class Log:
+        def __init__(self) -> None:
+            self.lines: list[tuple[object, ...]] = []
+
+        def sampled(self) -> bool:
+            return True
+
+        def log(self, *args: object) -> bool:
+            self.lines.append(args)
+            return True
+
+    h = handler(runtime)
+    h.qlog = Log()  # type: ignore[assignment]
+    static = dns.message.make_query("static.example.com.", "A").to_wire()
+    steered = ecs_query("81.2.69.0", 24)
+    for _ in range(5):
+        h.handle(static, "127.0.0.1", False)
+        h.handle(steered, "127.0.0.1", False)
+    assert h.state.hits >= 6  # served from the caches ...
+    lines = h.qlog.lines  # type: ignore[attr-defined]
+    assert len(lines) == 10  # ... and every query logged, cached or not
+    pools = {line[6] for line in lines}
+    assert pools == {None, "www"}
+    assert all(line[8] for line in lines if line[6] == "www")  # the scope is logged too
