@@ -6,6 +6,8 @@ health snapshot is a separate reference because it changes far more often.
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 from geodns.config import Config, ConfigError
@@ -15,6 +17,9 @@ from geodns.health.snapshot import HealthSnapshot
 from geodns.select.selector import Selector
 from geodns.select.types import Selection
 from geodns.zones.store import ZoneStore
+
+
+log = logging.getLogger("geodns")
 
 
 class HealthHolder:
@@ -31,7 +36,17 @@ class Runtime:
         self.config = config
         self.geo = geo
         self.health = health
+        started = time.monotonic()
         self.selector = Selector(config, geo)
+        compiled = [p for p in self.selector.plans.values() if p.maps]
+        if compiled:
+            tables = self.selector.tables
+            log.info("steering maps compiled in %.1f s for %d pools (%s); GeoIP networks %s",
+                     time.monotonic() - started, len(compiled),
+                     ", ".join(f"{p.name}: {len(p.maps[4])} + {len(p.maps[6])} intervals"
+                               for p in compiled),
+                     "from the cache" if tables is not None and tables.from_cache else
+                     f"read in {tables.build_seconds:.1f} s" if tables is not None else "-")
 
     @classmethod
     def load(cls, config: Config, health: HealthHolder | None = None,
