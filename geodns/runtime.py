@@ -18,7 +18,6 @@ from geodns.select.selector import Selector
 from geodns.select.types import Selection
 from geodns.zones.store import ZoneStore
 
-
 log = logging.getLogger("geodns")
 
 

@@ -160,6 +160,7 @@ class Server:
         self.servers: list[asyncio.AbstractServer] = []
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
+        self._loaded_files = self._fingerprint()  # what the watcher compares against
         self.last_reload_error: list[str] = []
 
     @property
@@ -295,8 +296,7 @@ class Server:
         """Poll file metadata; reload once a change has settled for one interval, or
         after WATCH_MAX_DELAY polls of files that never stop changing."""
         interval = self.opts.watch_interval
-        loop = asyncio.get_running_loop()
-        seen = await loop.run_in_executor(None, self._fingerprint)
+        seen = self._loaded_files  # as they were when loaded: edits since then count
         pending: dict[str, FileKey] | None = None
         changing = 0  # polls since the first change not yet reloaded
         while not self.stopping.is_set():

@@ -26,7 +26,7 @@ import dns.rdatatype
 import dns.ttl
 
 from geodns.zones.dyna import DYNA_TYPE
-from geodns.zones.names import from_text
+from geodns.zones.names import from_text, lines
 
 __all__ = ["NotSimple", "WireRecord", "read_wire_records"]
 
@@ -63,7 +63,7 @@ def _logical_lines(text: str) -> Iterator[tuple[int, str]]:
     pending: list[str] = []
     start = 0
     depth = 0
-    for no, raw in enumerate(text.split("\n"), 1):
+    for no, raw in enumerate(lines(text), 1):
         if '"' in raw or ";" in raw or "(" in raw or ")" in raw:
             kept: list[str] = []
             quoted = False

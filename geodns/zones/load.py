@@ -24,6 +24,7 @@ import dns.zonefile
 
 from geodns.problems import Problems
 from geodns.zones import dyna
+from geodns.zones.names import lines
 
 dyna.register()
 
@@ -70,7 +71,7 @@ _ORIGIN_RE = re.compile(r"^\$ORIGIN\s+(\S+)", re.IGNORECASE)
 
 def origin_for(path: str, text: str) -> dns.name.Name:
     """The file's leading $ORIGIN, else its name without a trailing `.zone`."""
-    for raw in text.splitlines():
+    for raw in lines(text):  # line by line: a zone file may have a million lines
         line = raw.split(";", 1)[0].strip()
         if not line:
             continue

@@ -73,8 +73,14 @@ class ZoneLoader:
         key = file_key(path)
         try:
             check_zone_file(path)
+            chunks = []
             with open(path, encoding="utf-8") as f:
-                text = f.read()
+                # A MB at a time: decoding a large file in one call would hold the
+                # interpreter (and the answers of the serving thread) for tens of ms.
+                while chunk := f.read(1 << 20):
+                    chunks.append(chunk)
+            text = "".join(chunks)
+            del chunks
         except (OSError, UnicodeDecodeError) as exc:
             raise ZoneFileError([f"{path}:0: cannot read: {exc}"]) from None
         zone = read_zone(path, text)

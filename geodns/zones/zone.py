@@ -106,6 +106,7 @@ class Zone:
         special: dict[bytes, tuple[str, int]] = {}  # key + type -> where (CNAME, DYNA, SOA)
         ns_lines: list[tuple[str, int, bytes]] = []  # (file, line, target key) of NS records
         cased: dict[bytes, bytes] = {}
+        too_big: set[bytes] = set()
         dyna: list[tuple[dns.name.Name, str, str, int]] = []
         pack_h, pack_rr, pack_head = _H.pack, _RR.pack, _HEAD.pack
         olen = len(okey)
@@ -165,7 +166,8 @@ class Zone:
                 record = b"\xc0\x0c" + pack_rr(rtype, 1, have_ttl, len(rdata)) + rdata
             if not duplicate:
                 blob = pack_head(rtype, len(old) + 1) + blob[4:] + record
-                if len(blob) - 4 + MESSAGE_OVERHEAD > MAX_MESSAGE:
+                if len(blob) - 4 + MESSAGE_OVERHEAD > MAX_MESSAGE and key + tb not in too_big:
+                    too_big.add(key + tb)  # reported once, on the record that crossed
                     problems.append(
                         f"{rfile}:{line}: the {_type_text(rtype)} RRset of {to_text(owner)} "
                         f"grows to {len(blob) - 4} bytes here; it cannot fit in a DNS message "

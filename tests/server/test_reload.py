@@ -131,3 +131,78 @@ def test_no_query_sees_half_a_reload(tmp_path: Path) -> None:
         assert all(rcode == "NOERROR" for rcode, _ in results), results
         assert all(len(rrs) == 2 for _, rrs in results)
         assert len(set(gens)) > 3  # reloads really happened while we were asking
+
+
+def test_a_reload_that_would_drop_every_zone_is_refused(tmp_path: Path) -> None:
+    """Issue 9: an emptied zones directory must not turn every answer into REFUSED."""
+    zone = tmp_path / "reload.test.zone"
+    write(zone, ZONE.format(serial=1, addr="192.0.2.10"))
+    with geodns_server(tmp_path, ["--watch-interval", "0.2"]) as srv:
+        zone.unlink()
+        deadline = time.monotonic() + 5
+        while "no zone files left" not in srv.stderr_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "no zone files left" in srv.stderr_text()
+        assert answer(srv.port) == ("NOERROR", ["192.0.2.10"])  # still the old zones
+
+
+def test_files_that_never_settle_are_reloaded_anyway(tmp_path: Path) -> None:
+    """Issue 9: edits arriving faster than the watch interval must not postpone the
+    reload for ever."""
+    zone = tmp_path / "reload.test.zone"
+    write(zone, ZONE.format(serial=1, addr="192.0.2.10"))
+    noise = tmp_path / "noise.test.zone"
+    with geodns_server(tmp_path, ["--watch-interval", "0.1"]) as srv:
+        write(zone, ZONE.format(serial=2, addr="192.0.2.20"))
+        stop = threading.Event()
+
+        def churn() -> None:  # another zone file, rewritten faster than each poll
+            i = 0
+            while not stop.is_set():
+                write(noise, OTHER.replace("other.test", "noise.test").replace(" 1 ", f" {i} "))
+                i += 1
+                time.sleep(0.03)
+
+        t = threading.Thread(target=churn)
+        t.start()
+        try:
+            wait_for(srv.port, ("NOERROR", ["192.0.2.20"]), timeout=6.0)
+        finally:
+            stop.set()
+            t.join()
+
+
+def test_include_of_something_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    """Issue 9: $INCLUDE of a FIFO or /dev/zero is a problem, never a hang."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for target in (fifo, Path("/dev/zero")):
+        zone = tmp_path / "inc.test.zone"
+        zone.write_text("$ORIGIN inc.test.\n$TTL 60\n@ IN SOA ns1 hm 1 2 3 4 5\n@ IN NS ns1\n"
+                        f"ns1 IN A 192.0.2.1\n$INCLUDE {target}\n")
+        from geodns.zones.load import ZoneFileError
+        from geodns.zones.loader import ZoneLoader
+
+        started = time.monotonic()
+        try:
+            ZoneLoader(str(tmp_path)).load()
+        except ZoneFileError as exc:
+            assert "not a regular file" in " ".join(exc.problems)
+            assert exc.problems[0].endswith("is not a regular file") or ":6:" in exc.problems[0]
+        else:
+            raise AssertionError("the include was accepted")
+        assert time.monotonic() - started < 5
+        zone.unlink()
+
+
+def test_include_files_are_watched(tmp_path: Path) -> None:
+    """Issue 9: a change to an $INCLUDEd file reloads the zone (README said so)."""
+    inc = tmp_path / "hosts.inc"
+    inc.write_text("www IN A 192.0.2.10\n")
+    (tmp_path / "reload.test.zone").write_text(
+        "$ORIGIN reload.test.\n$TTL 60\n@ IN SOA ns1 hm 1 2 3 4 5\n@ IN NS ns1\n"
+        f"ns1 IN A 192.0.2.1\n$INCLUDE {inc}\n")
+    with geodns_server(tmp_path, ["--watch-interval", "0.2"]) as srv:
+        assert answer(srv.port) == ("NOERROR", ["192.0.2.10"])
+        write(inc, "www IN A 192.0.2.30\n")
+        wait_for(srv.port, ("NOERROR", ["192.0.2.30"]))
