@@ -50,11 +50,11 @@ log = logging.getLogger("geodns.handler")
 
 XFR_TYPES: Final = (T.AXFR, T.IXFR)
 EXPLAIN_LABEL: Final = b"\x08_explain"
-PACKET_CACHE_BYTES: Final = 32 << 20  # per transport and kind (static / steered)
+PACKET_CACHE_BYTES: Final = 16 << 20  # per transport (twice that with the old generation)
 COMPOSED_CACHE_BYTES: Final = 16 << 20
 SHAPE_CACHE_BYTES: Final = 1 << 20
 MAX_CACHED_QUERY: Final = 512  # longer queries (padding) are answered, never cached
-ENTRY_OVERHEAD: Final = 200  # dict slot, tuple and object headers per cached entry
+ENTRY_OVERHEAD: Final = 320  # dict slot, tuple and object headers per cached entry
 _HEAD: Final = struct.Struct("!HHHHH")
 _SCOPE: Final = [bytes((i,)) for i in range(129)]
 
