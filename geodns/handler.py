@@ -184,13 +184,14 @@ class State:
 
     def __init__(self, store: ZoneStore, udp_size: int = 1232, runtime: Runtime | None = None,
                  explain_allowed: Callable[[str], bool] | None = None,
-                 additional: bool = True) -> None:
+                 additional: bool = True, nsid: bytes | None = None) -> None:
         self.store = store
         self.udp_size = udp_size
         self.runtime = runtime if runtime is not None and runtime.config.pools else None
         self.health = runtime.health if runtime is not None else HealthHolder()
         self.explain_allowed = explain_allowed
         self.additional = additional
+        self.nsid = nsid
         self.composed = GenCache(COMPOSED_CACHE_BYTES)  # qname + qtype -> Rendered | Template
         # Steered names: their questions go straight to the composed cache.
         self.dyna = frozenset(k for z in store.zones.values() for k in z.dyna_keys)
@@ -232,6 +233,9 @@ class Handler:
         # xfr hook: verifies and signs TSIG-signed queries (a secondary's SOA check)
         self.signed_query: SignedFn | None = None
         self.guard: Defences | None = None  # RRL and DNS cookies (geodns/defences.py)
+        # xfr hook: EDNS EXPIRE seconds of a zone (secondary zones count down); None:
+        # the SOA EXPIRE of zones from files
+        self.expire_of: Callable[[dns.name.Name], int | None] | None = None
 
     # [operator hook: dnstap, geodns/ops/dnstap.py] Wraps handle() on this instance, so
     # the packet-cache path is covered too and nothing runs when dnstap is off. Install
@@ -318,7 +322,7 @@ class Handler:
         ecs = q.ecs
         assert ecs is not None
         n = len(ecs) - 4  # address bytes
-        if n <= 0 or q.ecs_source % 8 or not data.endswith(ecs):
+        if n <= 0 or q.ecs_source % 8 or not data.endswith(ecs) or q.nsid or q.expire:
             return
         t = st.composed.get(q.qname + q.qtype.to_bytes(2, "big"))
         if not isinstance(t, Template) or t.plan is None or t.fam is None:
@@ -419,7 +423,7 @@ class Handler:
             signed = self._signed(st, q, client, tcp)
             if signed is not None:
                 return signed
-        if q.qclass != 1:  # IN
+        if q.qclass != 1 and q.qclass != 255:  # IN, or ANY: answered from IN (as Knot, NSD)
             return error_response(q, dns.rcode.REFUSED, st.udp_size)
         qtype = q.qtype
         if qtype in XFR_TYPES:
@@ -444,8 +448,7 @@ class Handler:
             blob = found.blob  # type: ignore[union-attr]
             flags = QR | AA | (RD if q.rd else 0)
             if q.edns:
-                opt = opt_record(st.udp_size, q.do, 0, ecs_option(q, 0)) if q.ecs \
-                    else st.opt_plain[q.do]
+                opt = self._opt(st, q, 0)
                 resp = data[:2] + _HEAD.pack(flags, 1, int.from_bytes(blob[2:4], "big"), 0, 1) \
                     + data[12:q.qend] + blob[4:] + opt
             else:
@@ -463,10 +466,8 @@ class Handler:
             owner = (0xC000 | (12 + len(qkey) - len(zone.key))).to_bytes(2, "big")
             flags = QR | AA | (RD if q.rd else 0) | found.rcode  # type: ignore[union-attr]
             if q.edns:
-                opt = opt_record(st.udp_size, q.do, 0, ecs_option(q, 0)) if q.ecs \
-                    else st.opt_plain[q.do]
                 return data[:2] + _HEAD.pack(flags, 1, 0, 1, 1) + data[12:q.qend] + owner \
-                    + tail + opt
+                    + tail + self._opt(st, q, 0)
             return data[:2] + _HEAD.pack(flags, 1, 0, 1, 0) + data[12:q.qend] + owner + tail
         if found is None:
             return error_response(q, dns.rcode.REFUSED, st.udp_size)
@@ -502,16 +503,33 @@ class Handler:
             self._cacheable = False
         return resp
 
+    def _opt(self, st: State, q: wd.Query, scope: int) -> bytes:
+        """Our OPT record for ``q``: payload size, DO, the ECS echo with our scope, and the
+        NSID and EXPIRE options when asked for."""
+        ecs = q.ecs
+        if not (q.nsid or q.expire):
+            if ecs is None:
+                return st.opt_plain[q.do]
+            n = len(ecs)  # echo family, source and address with our scope
+            return st.opt_head[q.do] + (n + 4).to_bytes(2, "big") + b"\x00\x08" \
+                + n.to_bytes(2, "big") + ecs[:3] + _SCOPE[scope] + ecs[4:]
+        options = ecs_option(q, scope) if ecs is not None else b""
+        if q.nsid and st.nsid is not None:  # RFC 5001: who answered, in an anycast fleet
+            options += struct.pack("!HH", 3, len(st.nsid)) + st.nsid
+        if q.expire:  # RFC 7314: how long the answering zone stays valid (as Knot)
+            zone = st.store.zone_for(q.qname, q.qtype)
+            if zone is not None:
+                seconds = self.expire_of(zone.origin) if self.expire_of is not None else None
+                if seconds is None:
+                    seconds = zone.soa[0].expire
+                options += struct.pack("!HHI", 9, 4, max(0, min(seconds, 2**32 - 1)))
+                self._cacheable = False  # a secondary's EXPIRE counts down
+        return opt_record(st.udp_size, q.do, 0, options)
+
     def _finish(self, st: State, q: wd.Query, r: Rendered, scope: int, tcp: bool) -> bytes:
         data = q.data
         if q.edns:
-            ecs = q.ecs
-            if ecs is not None:  # echo family, source and address with our scope
-                n = len(ecs)
-                opt = st.opt_head[q.do] + (n + 4).to_bytes(2, "big") + b"\x00\x08" \
-                    + n.to_bytes(2, "big") + ecs[:3] + _SCOPE[scope] + ecs[4:]
-            else:
-                opt = st.opt_plain[q.do]
+            opt = self._opt(st, q, scope)
             resp = data[:2] + r.heads[q.rd * 2 + 1] + data[12:q.qend] + r.body + opt
         else:
             opt = b""

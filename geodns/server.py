@@ -144,6 +144,7 @@ class Server:
                                qlog=self.qlog)
         self.handler.other_opcode = self.xfr.other_opcode  # xfr hook: NOTIFY, UPDATE, ...
         self.handler.signed_query = self.xfr.signed_query  # xfr hook: TSIG on queries
+        self.handler.expire_of = self.xfr.expire_remaining  # xfr hook: EDNS EXPIRE
         self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
         # [operator hooks] service manager / privileges, and dnstap (wraps handler.handle)
         self.service = opts.service or Service()
@@ -197,9 +198,10 @@ class Server:
         return []
 
     def make_state(self, store: ZoneStore, runtime: Runtime) -> State:
+        server = runtime.config.server
         return State(store, self.opts.udp_size, runtime=runtime,
                      explain_allowed=runtime.config.explain.allows,
-                     additional=not runtime.config.server.minimal_responses)
+                     additional=not server.minimal_responses, nsid=server.nsid)
 
     def _load_config(self) -> Config:
         if self.opts.config_path is None:

@@ -561,7 +561,7 @@ server:
     listen: {host}@{port}
     udp-max-payload: 1232
     tcp-idle-timeout: 10
-database:
+{server_extra}database:
     storage: "{rundir}"
 template:
   - id: default
@@ -586,7 +586,8 @@ def knotd_path() -> str | None:
 
 
 @contextlib.contextmanager
-def knot_server(zone_files: Sequence[Path], *, host: str = LOCALHOST) -> Iterator[ServerProcess]:
+def knot_server(zone_files: Sequence[Path], *, host: str = LOCALHOST,
+                nsid: str | None = None) -> Iterator[ServerProcess]:
     """Run knotd in the foreground on a free port serving ``zone_files``."""
     knotd = knotd_path()
     if knotd is None:
@@ -602,7 +603,8 @@ def knot_server(zone_files: Sequence[Path], *, host: str = LOCALHOST) -> Iterato
     def argv(port: int) -> list[str]:
         conf = rundir / f"knot-{port}.conf"
         conf.write_text(
-            KNOT_CONF.format(rundir=rundir, user=user, host=host, port=port, zones=zones)
+            KNOT_CONF.format(rundir=rundir, user=user, host=host, port=port, zones=zones,
+                             server_extra=f'    nsid: "{nsid}"\n' if nsid else "")
         )
         return [knotd, "-c", str(conf)]
 

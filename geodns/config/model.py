@@ -59,6 +59,7 @@ class ServerConfig:
     http: HostPort | None = _DEFAULT_HTTP  # None: control listener disabled
     http_token: str | None = None  # bearer token; required for a non-loopback listener
     minimal_responses: bool = False  # True: no target addresses for NS/MX/SRV answers
+    nsid: bytes | None = None  # RFC 5001 identity sent to clients that ask (None: off)
 
 
 DEFAULT_GEOIP_MAX_AGE_DAYS: Final = 45  # MaxMind ships weekly, DB-IP monthly: 45 has slack

@@ -34,7 +34,7 @@ _METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
 _SERVER_KEYS: Final = (
     "listen", "zones", "udp_size", "tcp_idle_timeout", "tcp_max_connections",
     "tcp_message_timeout", "tcp_max_connections_per_client", "http", "http_token",
-    "minimal_responses",
+    "minimal_responses", "nsid",
 )
 
 _CHECK_COMMON: Final = ("type", "interval", "timeout", "fall", "rise", "initial", "target",
@@ -93,7 +93,9 @@ def _server(v: _Validator, raw: object) -> ServerConfig:
         v.error((*path, "http_token"), "must not be empty (leave it out for no token)")
         token = None
     minimal = v.boolean(tbl, "minimal_responses", path, d.minimal_responses)
+    nsid = _nsid(v, tbl, path)
     return ServerConfig(
+        nsid=nsid,
         http_token=token,
         minimal_responses=bool(minimal),
         listen=listen,
@@ -107,6 +109,25 @@ def _server(v: _Validator, raw: object) -> ServerConfig:
                                         else d.tcp_max_connections_per_client),
         http=http,
     )
+
+
+def _nsid(v: _Validator, tbl: Mapping[str, Any], path: KeyPath) -> bytes | None:
+    """``nsid = "text"`` (that text), ``true`` (the host name), ``false`` or absent (off)."""
+    value = tbl.get("nsid", False)
+    if value is False:
+        return None
+    if value is True:
+        import socket
+
+        return socket.gethostname().encode()[:128]
+    if not isinstance(value, str) or not value:
+        v.error((*path, "nsid"), "expected a non-empty string, or true for the host name")
+        return None
+    raw = value.encode()
+    if len(raw) > 128:
+        v.error((*path, "nsid"), f"at most 128 bytes, got {len(raw)}")
+        return None
+    return raw
 
 
 def _geoip(v: _Validator, raw: object) -> GeoIPConfig:

@@ -21,6 +21,8 @@ OPT_TYPE: Final = 41
 _ONE_QUESTION: Final = b"\x00\x01\x00\x00\x00\x00"  # QDCOUNT 1, ANCOUNT 0, NSCOUNT 0
 ECS_CODE: Final = 8
 COOKIE_CODE: Final = 10  # RFC 7873
+NSID_CODE: Final = 3  # RFC 5001
+EXPIRE_CODE: Final = 9  # RFC 7314
 
 
 class Query:
@@ -47,6 +49,8 @@ class Query:
     ecs_addr = b""  # address padded with zeros to 4 or 16 bytes
     error = 0  # 0: fine; else FORMERR, NOTIMP or BADVERS
     cookie: bytes | None = None  # COOKIE option data: client (+ server) cookie
+    nsid = False  # the query asked for our NSID
+    expire = False  # the query carried an EDNS EXPIRE option
 
     def __init__(self, data: bytes) -> None:
         self.data = data
@@ -236,6 +240,10 @@ def _decode_opt(q: Query, data: bytes, off: int, end: int) -> int:
                 q.error = FORMERR
                 return stop
             q.cookie = bytes(data[p:p + olen])
+        elif code == NSID_CODE:
+            q.nsid = True  # RFC 5001: the query's option is empty (data, if any, ignored)
+        elif code == EXPIRE_CODE:
+            q.expire = True  # RFC 7314
         p += olen
     if q.version != 0 and not q.error:
         q.error = BADVERS

@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.name
@@ -375,3 +376,81 @@ def test_zone_dir_holds_only_the_zones_both_servers_load() -> None:
     files = sorted(p for p in Path(ZONE_DIR).iterdir() if p.is_file())
     assert files == ZONE_FILES
     assert len(ZONE_FILES) == len(SERVED)
+
+
+# ------------------------------------------------------- issue 14: anycast protocol details
+
+NSID_KNOT = "knot-node"
+NSID_GEODNS = "geodns-node"
+
+
+@pytest.fixture(scope="module")
+def knot_nsid():
+    with knot_server(ZONE_FILES, nsid=NSID_KNOT) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def geodns_nsid(tmp_path_factory: pytest.TempPathFactory):
+    conf = tmp_path_factory.mktemp("nsid") / "geodns.toml"
+    conf.write_text(f'[server]\nnsid = "{NSID_GEODNS}"\n')
+    with geodns_server(ZONE_DIR, ["--config", str(conf)]) as server:
+        yield server
+
+
+def _option(msg: dns.message.Message, code: int) -> bytes | None:
+    for opt in msg.options:
+        if opt.otype == code:
+            return opt.to_wire()
+    return None
+
+
+@pytest.mark.parametrize("asked", [True, False])
+@pytest.mark.parametrize(("qname", "qtype"), [_q("@", "SOA"), _q("www", "A"), _q("nope", "A")])
+def test_nsid_only_when_asked(knot_nsid, geodns_nsid, asked: bool, qname: str,
+                              qtype: str) -> None:
+    opts = [dns.edns.GenericOption(3, b"")] if asked else []
+    query = make_query(qname, qtype, edns=0, options=opts)
+    want = ask(knot_nsid.port, query)
+    got = ask(geodns_nsid.port, query)
+    assert summary(got, want) == summary(want, want)
+    assert (_option(want, 3) is not None) == asked
+    assert _option(got, 3) == (NSID_GEODNS.encode() if asked else None)
+
+
+@pytest.mark.parametrize(("qname", "qtype"), [_q("@", "SOA"), ("other.example.", "SOA"),
+                                               _q("www", "A"), _q("@", "NS")])
+def test_edns_expire_like_knot(knot, geodns, qname: str, qtype: str) -> None:
+    """RFC 7314: a primary answers a query that carries EXPIRE with its zone's SOA expire
+    value, as Knot does for every authoritative answer."""
+    query = make_query(qname, qtype, edns=0, options=[dns.edns.GenericOption(9, b"")])
+    want = ask(knot.port, query)
+    got = ask(geodns.port, query)
+    assert summary(got, want) == summary(want, want)
+    assert _option(got, 9) == _option(want, 9)
+
+
+@pytest.mark.parametrize(("qname", "qtype"), [_q("@", "SOA"), _q("www", "A"), _q("nope", "A"),
+                                               _q("alias", "A"), _q("sub", "A")])
+@pytest.mark.parametrize("edns", [False, True])
+def test_class_any_questions_are_answered_from_in(knot, geodns, qname: str, qtype: str,
+                                                  edns: bool) -> None:
+    query = make_query(qname, qtype, edns=0 if edns else None, qclass="ANY")
+    want = ask(knot.port, query)
+    got = ask(geodns.port, query)
+    assert summary(got, want) == summary(want, want)
+
+
+@pytest.mark.parametrize(("qname", "qtype"), [_q("@", "NS"), _q("@", "MX"),
+                                               _q("_sip._tcp", "SRV"), ("other.example.", "NS")])
+@pytest.mark.parametrize("mode", ["udp-edns1232", "tcp", "udp-edns512"])
+def test_additional_addresses_like_knot(knot, geodns, qname: str, qtype: str,
+                                        mode: str) -> None:
+    """NS, MX and SRV answers carry their in-zone targets' A/AAAA as space allows."""
+    m = MODES[mode]
+    query = make_query(qname, qtype, edns=0 if m.edns else None, payload=m.payload)
+    want = ask(knot.port, query, tcp=m.tcp)
+    got = ask(geodns.port, query, tcp=m.tcp)
+    assert summary(got, want) == summary(want, want)
+    assert not got.flags & dns.flags.TC
+    assert _canon_rrsets(got.additional) == _canon_rrsets(want.additional)

@@ -241,14 +241,6 @@ def test_client_subnet_echoed_with_scope_0(example, subnet, echo):
     assert ecs == [f"CLIENT-SUBNET: {echo}"], r.text
 
 
-def test_nsid_not_returned(example):
-    # geodns has no NSID configured: the option must not come back, the answer is normal
-    r = dig(example.port, "+nsid", "static.example.com", "A")
-    _ok(r)
-    assert r.status == "NOERROR" and r.rdata() == [STATIC], r.text
-    assert not [o for o in r.options if o.startswith("NSID")], r.text
-
-
 def test_cookie_returned_and_accepted(example):
     # dig sends a client COOKIE; we answer with client + server cookie (RFC 7873/9018),
     # which dig checks against the client cookie it sent ("good")
@@ -450,3 +442,17 @@ def test_steered_api_by_continent_and_aaaa(example) -> None:  # type: ignore[no-
     assert dig_short(example.port, "api.example.com", "AAAA",
                      "+subnet=1.1.1.0/24") == ["2001:db8:50::1"]
     assert dig(example.port, "www.example.com", "MX").status == "NOERROR"  # NODATA
+
+
+def test_nsid_names_the_node(example) -> None:  # type: ignore[no-untyped-def]
+    """`dig +nsid`: the shipped config (nsid = true) answers with the host name (RFC 5001)
+    beside a normal answer, and sends no NSID to a query that did not ask."""
+    import socket
+
+    r = dig(example.port, "+nsid", "static.example.com", "A")
+    _ok(r)
+    assert r.status == "NOERROR" and r.rdata() == [STATIC], r.text
+    nsid = [o for o in r.options if o.startswith("NSID")]
+    assert len(nsid) == 1 and f'("{socket.gethostname()}")' in nsid[0], r.text
+    plain = dig(example.port, "static.example.com", "A")
+    assert not [o for o in plain.options if o.startswith("NSID")], plain.text
