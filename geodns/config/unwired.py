@@ -14,13 +14,7 @@ from __future__ import annotations
 from typing import Final
 
 # feature -> what the operator is told it would have done
-UNWIRED: Final[dict[str, str]] = {
-    "loads": "load feeds are not polled by this server yet",
-    "spill": "capacity-aware spillover is not applied by this server yet",
-    "latency": "the latency strategy is not served by this server yet",
-    "asn": "asn rules are not applied by this server yet",
-    "guards": "pool guards (min_up, max_share) are not enforced by this server yet",
-}
+UNWIRED: Final[dict[str, str]] = {}
 
 
 def unwired_message(feature: str) -> str | None:
