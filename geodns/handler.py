@@ -110,6 +110,10 @@ class Handler:
         self.other_opcode: OpcodeFn | None = None
         # xfr hook: verifies and signs TSIG-signed queries (a secondary's SOA check)
         self.signed_query: SignedFn | None = None
+        # [traffic hook: recent answer mix, geodns/traffic/mix.py] gets 1 in N steered
+        # answers (pool, query bytes, client) and returns the next N; None: off
+        self.mix: Callable[[str, bytes, str], int] | None = None
+        self._mix_left = 1
 
     # [operator hook: dnstap, geodns/ops/dnstap.py] Wraps handle() on this instance, so
     # the packet-cache path is covered too and nothing runs when dnstap is off. Install
@@ -124,7 +128,7 @@ class Handler:
         if qlog is None:
             hit = st.packets[tcp].get(data[2:])
             if hit is not None:
-                return self._replay(st, data, hit, tcp)
+                return self._replay(st, data, hit, tcp, client)
         self._lat_left -= 1  # [operator hook] latency histogram: 1 in LATENCY_EVERY timed
         timed = self._lat_left <= 0
         t0 = perf_counter() if qlog is not None or timed else 0.0
@@ -161,15 +165,21 @@ class Handler:
                                  sel[1] if sel else None)
         return resp
 
-    def _replay(self, st: State, data: bytes, hit: PacketEntry, tcp: bool) -> bytes:
+    def _replay(self, st: State, data: bytes, hit: PacketEntry, tcp: bool,
+                client: str) -> bytes:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
         tail, qtype, rcode, pool, sel = hit
         st.hits += 1
         m = self.metrics
         if m is not None:
             m.queries[("tcp" if tcp else "udp", qtype, rcode)] += 1
-        if sel is not None and self.on_answer is not None:
-            self.on_answer(pool, sel)  # type: ignore[arg-type]
+        if sel is not None:
+            if self.on_answer is not None:
+                self.on_answer(pool, sel)  # type: ignore[arg-type]
+            if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
+                self._mix_left -= 1
+                if self._mix_left <= 0:
+                    self._mix_left = self.mix(pool, data, client)  # type: ignore[arg-type]
         return data[:2] + tail
 
     def health_changed(self) -> None:
@@ -285,6 +295,10 @@ class Handler:
             t.rendered[sel.key] = r
         if self.on_answer is not None:
             self.on_answer(t.pool, sel)
+        if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
+            self._mix_left -= 1
+            if self._mix_left <= 0:
+                self._mix_left = self.mix(t.pool, q.data, client)
         self._sel = (t.pool, sel)
         return r, sel.scope
 

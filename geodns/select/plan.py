@@ -130,6 +130,7 @@ class Plan:
         self.choices: dict[int, list[LatencyChoice]] = {}  # what the overlay painted
         self.latency_maps: dict[int, RankingMap] = {}
         self.latency_stale = True
+        self.compiled_from: object = None  # the LatencyMap the latency maps come from
         self.unknown = self._unknown_ranking()
         self._token: Hashable = None
         self._caches: OrderedDict[Hashable, tuple[dict[tuple[int, tuple[str, ...]], Answer],
@@ -144,7 +145,8 @@ class Plan:
         if latency is not None and self.strategy == "latency":
             maps, choices, incumbents = self.compile_latency(latency)
             latency.incumbents = incumbents
-            self.install_latency(maps, choices, latency.stale(pool.max_age, clock()))
+            self.install_latency(maps, choices, latency.stale(pool.max_age, clock()),
+                                 latency.map)
 
     def _unknown_ranking(self) -> Ranking:
         """The ranking of a client that gave no usable address (ECS source /0)."""
@@ -190,9 +192,11 @@ class Plan:
         return maps, by_fam, incumbents
 
     def install_latency(self, maps: dict[int, RankingMap],
-                        choices: dict[int, list[LatencyChoice]], stale: bool) -> None:
-        """Serve ``maps`` (from :meth:`compile_latency`), or the fallback while stale."""
-        self.latency_maps, self.choices = maps, choices
+                        choices: dict[int, list[LatencyChoice]], stale: bool,
+                        source: object = None) -> None:
+        """Serve ``maps`` (from :meth:`compile_latency` of the map ``source``), or the
+        fallback while stale."""
+        self.latency_maps, self.choices, self.compiled_from = maps, choices, source
         self.set_stale(stale)
 
     def set_stale(self, stale: bool) -> None:
