@@ -26,11 +26,13 @@ from geodns.listeners.tcp import TCPLimits
 from geodns.logs import FORMATS, LEVELS, event, setup_logging
 from geodns.ops.control import is_loopback
 from geodns.ops.geoip import describe_record, read_info
-from geodns.ops.simulate import scenario_snapshot
+from geodns.ops.simulate import read_loads, scenario_snapshot
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
+from geodns.select.inputs import steering_problems
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.service import Service, check_user, version
+from geodns.traffic.spill import steady_shares
 from geodns.xfr.service import conflicts, declared
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import ZoneStore, build_store, read_zone_dir
@@ -99,6 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--zones", help="zone files directory (default from the config)")
     e.add_argument("--down", action="append", default=[], metavar="POP",
                    help="treat this POP (or POP/ADDRESS) as down: what-if, repeatable")
+    e.add_argument("--load", action="append", default=[], metavar="POP=LOAD",
+                   help="a POP's load (spill pools shed what these loads settle at); "
+                        "repeatable")
     return p
 
 
@@ -157,6 +162,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     problems = geoip_problems(config)
     problems += asn_database_problems(config.geoip.asn_database)  # issue 12: [geoip] asn
+    problems += steering_problems(config)  # issue 12: latency maps
     for problem in problems:
         print(problem)
     if problems:
@@ -211,6 +217,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 0
     try:
         snapshot = _offline_health(config, args.down)
+        loads = read_loads(None, args.load, config)
     except ValueError as exc:
         print(f"geodns explain: {exc}", file=sys.stderr)
         return 1
@@ -219,6 +226,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except Problems as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 1
+    spill = runtime.selector.inputs.spill
+    if spill is not None:  # issue 12: spill pools shed what the given loads settle at
+        spill.state = steady_shares(config, loads)
     for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
                                          snapshot).lines():
         print(line)

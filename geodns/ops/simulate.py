@@ -644,12 +644,12 @@ def build_parser(prog: str = "geodns simulate") -> argparse.ArgumentParser:
                                 "now and with POPs down or drained, using the server's own "
                                 "selection code.")
     p.add_argument("--config", help="config file (default: ./geodns.toml when it exists)")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--clients", help="CSV 'ip_or_prefix,weight' (weight in qps) or a "
-                     "JSON-lines query log (1 per line, times --scale)")
-    src.add_argument("--from", dest="from_url", metavar="URL",
-                     help="a running server's control API (e.g. http://127.0.0.1:8053): its "
-                     "recent answer mix, health, loads and spill shares")
+    p.add_argument("--clients", help="CSV 'ip_or_prefix,weight' (weight in qps) or a "
+                   "JSON-lines query log (1 per line, times --scale)")
+    p.add_argument("--from", dest="from_url", metavar="URL",
+                   help="a running server's control API (e.g. http://127.0.0.1:8053): its "
+                   "health, loads and spill shares, and (without --clients) its recent "
+                   "answer mix")
     p.add_argument("--token", help="bearer token for --from (a non-loopback control API)")
     p.add_argument("--down", action="extend", nargs="+", default=[], metavar="TARGET",
                    help="POP (or POP/*, POP/ADDRESS) forced down; repeatable")
@@ -717,7 +717,10 @@ def _fail(err: Any, lines: Iterable[str], code: int = 1) -> int:
 def main(argv: list[str]) -> int:
     """``geodns simulate ...``: 0 done, 1 bad input, 2 usage (argparse), 3 (``--check``)
     the scenario breaks a capacity or a guard."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.clients and not args.from_url:
+        parser.error("one of --clients or --from is required")
     err = sys.stderr
     choice = find_config(args.config)
     if choice.path is None:
@@ -731,15 +734,16 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         return _fail(err, exc.problems)
     live: LiveState | None = None
+    clients: list[Client] = []
     try:
         if args.from_url:
             live = fetch_live(args.from_url, args.token)
             clients = live.clients
-            if not clients:
-                return _fail(err, [f"geodns simulate: {live.source}: no steered answers in "
-                                   "the last minutes (nothing to predict)"])
-        else:
+        if args.clients:
             clients = read_clients(args.clients)
+        elif not clients:
+            return _fail(err, [f"geodns simulate: {args.from_url}: no steered answers in "
+                               "the last minutes (nothing to predict)"])
     except ClientsError as exc:
         return _fail(err, exc.problems)
     except ValueError as exc:
@@ -794,7 +798,8 @@ def main(argv: list[str]) -> int:
                           scenario=scenario, pool=pool, qtype=qtype, scale=args.scale,
                           scenario_text=", ".join(parts),
                           now=live.health if live is not None else None, loads=loads)
-        result.source = live.source if live is not None else str(args.clients)
+        result.source = str(args.clients) if args.clients else live.source \
+            if live is not None else "-"
     finally:
         geo.close()
     verdict = judge(config, result)

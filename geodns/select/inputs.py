@@ -22,7 +22,8 @@ from geodns.select.latency import LatencyBook
 from geodns.select.spill import SpillHolder
 from geodns.traffic.latency_map import load_latency_map
 
-__all__ = ["Inputs", "load_books", "load_inputs", "needs_asn"]
+__all__ = ["Inputs", "load_asn", "load_books", "load_inputs", "needs_asn",
+           "steering_problems"]
 
 
 @dataclass
@@ -80,5 +81,15 @@ def load_books(config: Config, previous: Mapping[str, LatencyBook] | None = None
 
 
 def load_inputs(config: Config, spill: SpillHolder | None = None) -> Inputs:
-    """Read what ``config`` refers to (ASN database, latency maps) from disk."""
-    return Inputs(load_asn(config), load_books(config), spill)
+    """Read what ``config`` refers to (ASN database, latency maps) from disk; spill
+    pools read ``spill`` (default: a holder with nothing shed, for tools to fill)."""
+    return Inputs(load_asn(config), load_books(config), spill or SpillHolder())
+
+
+def steering_problems(config: Config) -> list[str]:
+    """``geodns check``: the latency maps the config names load (every file:line)."""
+    try:
+        load_books(config)
+    except Problems as exc:
+        return exc.problems
+    return []

@@ -171,4 +171,5 @@ class SpillController:
         old = self.holder.state
         new = self.state()
         self.holder.state = new
-        return dict(old.tokens) != dict(new.tokens)
+        pools = set(old.tokens) | set(new.tokens)
+        return any(old.tokens.get(p, ()) != new.tokens.get(p, ()) for p in pools)
