@@ -94,6 +94,11 @@ class Steering:
                         f.prime(book.map)
                 f.pops = frozenset(config.pops)
             self._files = {n: f for n, f in self._files.items() if n in self.books}
+            for name, plan in selector.plans.items():
+                if plan.latency is not None and plan.latency_stale:
+                    log.warning("latency map %s is missing or older than max_age %gs: pool "
+                                "%s answers by its fallback (%s)", plan.latency.path,
+                                plan.pool.max_age, name, plan.kind)
 
     def attach(self, handler: Any, monitor: Any, metrics: Any,
                runtime: Callable[[], Any]) -> None:
@@ -180,6 +185,8 @@ class Steering:
             book = plan.latency
             if book is None:
                 continue
+            was = plan.latency_stale
+            stale = book.stale(plan.pool.max_age, now)
             if plan.compiled_from is not book.map:
                 t0 = time.perf_counter()
                 maps, choices, incumbents = await loop.run_in_executor(
@@ -187,23 +194,19 @@ class Steering:
                 if self.selector_of() is not selector:
                     return  # a reload replaced the selector meanwhile: its turn next tick
                 book.incumbents = incumbents
-                plan.install_latency(maps, choices, book.stale(plan.pool.max_age, now),
-                                     book.map)
+                plan.install_latency(maps, choices, stale, book.map)
                 log.info("latency pool %s: map compiled in %.0f ms", name,
                          (time.perf_counter() - t0) * 1000)
-                self.on_answers_changed()
-                continue
-            stale = book.stale(plan.pool.max_age, now)
-            if stale != plan.latency_stale:
+            elif stale != was:
                 plan.set_stale(stale)
-                if stale:
-                    log.warning("latency map %s is older than max_age %gs: pool %s answers "
-                                "by its fallback (%s)", book.path, plan.pool.max_age, name,
-                                plan.kind)
-                else:
-                    log.info("latency map %s is fresh: pool %s answers by it", book.path,
-                             name)
-                self.on_answers_changed()
+            else:
+                continue
+            if stale and not was:
+                log.warning("latency map %s is older than max_age %gs: pool %s answers by "
+                            "its fallback (%s)", book.path, plan.pool.max_age, name, plan.kind)
+            elif was and not stale:
+                log.info("latency map %s is fresh: pool %s answers by it", book.path, name)
+            self.on_answers_changed()
 
     # ------------------------------------------------------------------ guards
 

@@ -27,7 +27,7 @@ class LoadFeed:
         feed = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 feed.requests += 1
                 body = json.dumps(feed.compute()).encode()
                 self.send_response(200)

@@ -7,7 +7,7 @@ import pytest
 
 from geodns.config import Config, parse_config
 from geodns.traffic.loads import LoadSample, LoadSnapshot
-from geodns.traffic.spill import SpillController, step_share, steady_shares
+from geodns.traffic.spill import SpillController, steady_shares, step_share
 
 CONFIG = """
 [loads.edge]

@@ -11,6 +11,7 @@ is a; a's target is 0.8 x 1000.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -153,7 +154,7 @@ def test_load_moves_part_of_the_clients_and_they_come_back(
             while time.monotonic() - t0 < 12:
                 time.sleep(0.1)
                 shares.append((time.monotonic() - t0, share()))
-            steps = [b - a for (_, a), (_, b) in zip(shares, shares[1:], strict=False)]
+            steps = [b - a for (_, a), (_, b) in itertools.pairwise(shares)]
             biggest = max(steps)
             assert 0 < biggest <= 0.1 + 1e-6, steps
             settled = shares[-1][1]
@@ -195,7 +196,6 @@ def test_load_moves_part_of_the_clients_and_they_come_back(
             assert 'geodns_pop_capacity{pop="a"} 1000.0' in metrics
 
             # the demand falls to 500: every client comes back, a step per poll
-            t1 = time.monotonic()
             loop.demand = 500.0
             back = wait_for(lambda: where(srv.port, CLIENTS) == {"a": 200}, 15, 0.1)
             assert share() == 0.0
@@ -235,7 +235,7 @@ def _compare_with_simulate(tmp_path: Path, cfg: Path, port: int, control: str) -
 
     predicted = simulate("--drain", "b")
     served = where(port, clients)
-    assert 0 < served["b"] and 0 < served["c"] and served["a"] < 300, served
+    assert served["b"] > 0 and served["c"] > 0 and served["a"] < 300, served
     assert {p: v["now_qps"] for p, v in predicted["pops"].items() if v["now_qps"]} == \
         {p: float(n) for p, n in served.items()}
     # drain b on the server: a's moved blocks go to c only, as predicted
