@@ -6,7 +6,9 @@ steered answers to :meth:`MixSampler.take` (a countdown in the handler; nothing 
 per query), which keeps at most ``size`` of them per minute by reservoir sampling
 (each kept one stands for an equal part of the minute's queries) and picks the next
 ``every`` so that about ``size`` answers a minute reach it: at 10 qps every answer is
-looked at, at 100k qps one in about 3000.  Memory: ``minutes`` x ``size`` entries.
+looked at, at 100k qps one in about 3000 (within a minute ``every`` doubles each time
+another ``size`` answers arrive past twice ``size``, so a burst costs little from its
+first second).  Memory: ``minutes`` x ``size`` entries.
 
 A sample is (pool, qtype, client): the ECS address and source prefix when the query
 carried ECS, else the source address, exactly what the selector was given.
@@ -68,6 +70,7 @@ class MixSampler:
         self.started = clock()
         self._rand = random.Random(seed)
         self._minutes: deque[_Minute] = deque(maxlen=minutes + 1)
+        self._double_at = 2 * size  # samples this minute at which ``every`` doubles
 
     def take(self, pool: str, data: bytes, client: str) -> int:
         """Hot path hook (1 in ``every`` steered answers): keep this one maybe.
@@ -78,9 +81,13 @@ class MixSampler:
             if mins:  # aim at ``size`` samples a minute from the last minute's rate
                 self.every = max(1, mins[-1].weight // self.size)
             mins.append(_Minute(now_min))
+            self._double_at = 2 * self.size
         m = mins[-1]
         m.seen += 1
         m.weight += self.every
+        if m.seen >= self._double_at:  # busier than ``every`` assumed: look at fewer
+            self.every *= 2
+            self._double_at += self.size
         q = wd.decode(data)
         if q is None or q.error:
             return self.every
