@@ -11,6 +11,7 @@ import asyncio
 import ipaddress
 import logging
 import sys
+import time
 from collections.abc import Sequence
 
 import dns.exception
@@ -29,7 +30,7 @@ from geodns.ops.geoip import describe_record, read_info
 from geodns.ops.simulate import read_loads, scenario_snapshot
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
-from geodns.select.inputs import steering_problems
+from geodns.select.inputs import check_steering
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.service import Service, check_user, version
 from geodns.traffic.spill import steady_shares
@@ -162,7 +163,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     problems = geoip_problems(config)
     problems += asn_database_problems(config.geoip.asn_database)  # issue 12: [geoip] asn
-    problems += steering_problems(config)  # issue 12: latency maps
+    map_problems, map_lines = check_steering(config, time.time())  # issue 12: latency maps
+    problems += map_problems
     for problem in problems:
         print(problem)
     if problems:
@@ -172,6 +174,8 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"{len(config.checks)} checks", file=sys.stderr)
     if config.pools:
         _print_geoip(config)
+    for line in map_lines:
+        print(line, file=sys.stderr)
     print(f"zones: {_zones_dir(args, config)}", file=sys.stderr)
     for origin, serial in sorted(store.serials().items()):
         print(f"{origin} serial {serial}: ok", file=sys.stderr)

@@ -22,8 +22,8 @@ from geodns.select.latency import LatencyBook
 from geodns.select.spill import SpillHolder
 from geodns.traffic.latency_map import load_latency_map
 
-__all__ = ["Inputs", "load_asn", "load_books", "load_inputs", "needs_asn",
-           "steering_problems"]
+__all__ = ["Inputs", "check_steering", "load_asn", "load_books", "load_inputs",
+           "needs_asn"]
 
 
 @dataclass
@@ -86,10 +86,20 @@ def load_inputs(config: Config, spill: SpillHolder | None = None) -> Inputs:
     return Inputs(load_asn(config), load_books(config), spill or SpillHolder())
 
 
-def steering_problems(config: Config) -> list[str]:
-    """``geodns check``: the latency maps the config names load (every file:line)."""
+def check_steering(config: Config, now: float) -> tuple[list[str], list[str]]:
+    """``geodns check``: (problems, one line per latency map): the maps the config names
+    load (every file:line problem), and how big and old each is."""
     try:
-        load_books(config)
+        books = load_books(config)
     except Problems as exc:
-        return exc.problems
-    return []
+        return exc.problems, []
+    lines = []
+    for name, book in books.items():
+        pool = config.pools[name]
+        assert book.map is not None
+        age = book.map.age(now) or 0.0
+        rows = sum(len(ms) for _, ms in book.map)
+        state = "older than max_age: the fallback answers" if age > pool.max_age else "fresh"
+        lines.append(f"latency map {book.path} (pool {name}): {len(book.map)} prefixes, "
+                     f"{rows} rows, {age / 3600:.1f} h old ({state})")
+    return [], lines

@@ -1,13 +1,14 @@
 """The ``latency`` strategy: a latency map compiled into rankings painted over the
 fallback strategy's compiled map, like ``nets`` rules.
 
-Each prefix of the map ranks the pool's POPs by measured rtt, with one exception that
+Each prefix of the map ranks the POPs it measured by rtt, with one exception that
 keeps noise from moving clients: the POP the prefix had before (its *incumbent*, kept
 across map reloads in a :class:`LatencyBook`) stays first unless the fastest POP beats
-it by more than the pool's ``margin``.  POPs the map did not measure for the prefix
-follow in the pool's order, so a prefix whose measured POPs are all down is still
-answered.  Prefixes nest: the longest one holding a client decides.  Outside the map,
-and for every client once the map is older than ``max_age``, the fallback decides.
+it by more than the pool's ``margin``.  The fallback's ranking of the client follows
+(without the measured POPs), so a prefix whose measured POPs are all down, or full
+(spill), goes where the fallback would send it.  Prefixes nest: the longest one
+holding a client decides.  Outside the map, and for every client once the map is older
+than ``max_age``, the fallback decides alone.
 
 Rows of one family apply to that family only (IPv4 clients inside IPv6, such as 6to4,
 are steered by the fallback's IPv4 map), as ``nets`` rules do.
@@ -16,7 +17,8 @@ are steered by the fallback's IPv4 map), as ``nets`` rules do.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from geodns.config import Pool
@@ -53,11 +55,11 @@ class LatencyBook:
 
 @dataclass(frozen=True, slots=True)
 class LatencyChoice:
-    """How one prefix ranks its POPs, and why the first one is first."""
+    """How one prefix ranks the POPs it measured, and why the first one is first."""
 
     net: IPNetwork
-    pops: tuple[str, ...]
-    measured: tuple[Measurement, ...]  # the pool's POPs the map measured, fastest first
+    pops: tuple[str, ...]  # measured POPs of the pool, the chosen one first
+    measured: tuple[Measurement, ...]  # the same, fastest first, with their rtts
     kept: bool  # the incumbent stayed first although another measured faster
 
     @property
@@ -82,28 +84,47 @@ def latency_choices(pool: Pool, lmap: LatencyMap, incumbents: dict[IPNetwork, st
         if held is not None and held is not best and not pool.margin.beats(best.rtt_ms,
                                                                              held.rtt_ms):
             best, kept = held, held.rtt_ms > mine[0].rtt_ms
-        measured = {m.pop for m in mine}
-        order = (best.pop, *(m.pop for m in mine if m is not best),
-                 *(p for p in members if p not in measured))
+        order = (best.pop, *(m.pop for m in mine if m is not best))
         out.append(LatencyChoice(net, order, mine, kept))
     return out
 
 
-def overlay_latency(base: RankingMap, choices: Iterable[LatencyChoice]) -> RankingMap:
-    """``base`` with the choices of its family painted over (longest prefix wins)."""
+def overlay_latency(base: RankingMap, choices: Sequence[LatencyChoice],
+                    pool_order: tuple[str, ...]) -> RankingMap:
+    """``base`` with the choices of its family painted over (longest prefix wins).
+
+    Where a prefix covers several intervals of ``base``, each part gets the prefix's
+    POPs followed by that interval's ranking (``pool_order`` where the base ranks by
+    a hash or by the IPv4 map)."""
+    mine = [c for c in choices if c.net.version == base.family]
+    if not mine:
+        return base
+    segments = flatten_nets([(int(c.net.network_address), c.net.prefixlen, i)
+                             for i, c in enumerate(mine)], base.bits)
     entries: dict[Entry, int] = {e: i for i, e in enumerate(base.entries)}
     ordered = list(base.entries)
-    nets: list[tuple[int, int, int]] = []
-    for c in choices:
-        if c.net.version != base.family:
-            continue
-        entry = Ranking(c.rule, c.pops)
-        rid = entries.get(entry)
-        if rid is None:
-            rid = entries[entry] = len(ordered)
-            ordered.append(entry)
-        nets.append((int(c.net.network_address), c.net.prefixlen, rid))
-    if not nets:
-        return base
+    starts = base.starts()
+    rids = base.rids.tolist()
+    full = 1 << base.bits
+    painted: list[tuple[int, int, int]] = []
+    for s, e, ci in segments:
+        c = mine[ci]
+        i = bisect_right(starts, s) - 1
+        pos = s
+        while pos < e:
+            end = min(e, starts[i + 1] if i + 1 < len(starts) else full)
+            below = ordered[rids[i]]
+            rest = below.pops if isinstance(below, Ranking) else pool_order
+            entry = Ranking(c.rule, (*c.pops, *(p for p in rest if p not in c.pops)))
+            rid = entries.get(entry)
+            if rid is None:
+                rid = entries[entry] = len(ordered)
+                ordered.append(entry)
+            if painted and painted[-1][1] == pos and painted[-1][2] == rid:
+                painted[-1] = (painted[-1][0], end, rid)
+            else:
+                painted.append((pos, end, rid))
+            pos = end
+            i += 1
     widened = RankingMap(base.family, base.hi, base.lo, base.rids, ordered)
-    return widened.overlay(flatten_nets(nets, base.bits))
+    return widened.overlay(painted)

@@ -184,8 +184,9 @@ class Plan:
         choices = latency_choices(self.pool, book.map, book.incumbents)
         by_fam = {f: [c for c in choices if c.net.version == f] for f in (4, 6)}
         maps = dict(self.base_maps)
+        order = self.pool.referenced_pops()
         for f in (4, 6):
-            maps[f] = overlay_latency(self.base_maps[f], by_fam[f])
+            maps[f] = overlay_latency(self.base_maps[f], by_fam[f], order)
         if maps[4] is not self.base_maps[4]:  # IPv4 inside IPv6: rows are per family
             maps[V4_IN_V6] = self.base_maps.get(V4_IN_V6, self.base_maps[4])
         incumbents = {c.net: c.pops[0] for c in choices}

@@ -182,6 +182,10 @@ class Selector:
         ans, start, end = amap.lookup(addr)
         if isinstance(ans, Alias):
             return f"scope /{scope}: IPv4 space inside IPv6 (scope of the IPv4 address)"
+        if isinstance(ans, SpillAnswer | Hashed):
+            why = "spills by" if isinstance(ans, SpillAnswer) else "is ranked by"
+            return (f"scope /{scope}: the answer {why} the hash of the client's "
+                    f"/{SPILL_UNIT[cfam]}, inside {_range_text(cfam, start, end)}")
         return (f"scope /{scope}: widest block around the client inside "
                 f"{_range_text(cfam, start, end)}, where every client gets this answer "
                 "under the current health")

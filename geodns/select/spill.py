@@ -5,9 +5,10 @@ A :class:`SpillState` is published (like a health snapshot) by the spill control
 blocks it sheds, and the fresh loads and capacities of the pool's POPs.  When an
 answer's first POP sheds a share, the answer becomes a :class:`SpillAnswer`: the
 clients whose block hashes below the share move to the next POPs of their own ranking
-that have headroom, each block to one of them chosen by a second, independent hash,
-in proportion to headroom.  Per query that is one hash of the client's /24 (/56), and
-only for clients of spilling answers; everything is precomputed per state.
+that have headroom (the next two), each block to one of them chosen by a second,
+independent hash, in proportion to headroom.  Per query that is one hash of the
+client's /24 (/56), and only for clients of spilling answers; everything else is
+precomputed per state.
 
 Blocks are sticky: the same /24 always hashes to the same point, so a growing share
 moves more blocks and never reshuffles the ones already moved, and a falling share
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["SPILL_UNIT", "SpillAnswer", "SpillHolder", "SpillState", "headroom", "spill_point"]
 
 SPILL_UNIT: Final = {4: 24, 6: 56}  # hash unit: a moved block is never wider than this
+RECEIVERS: Final = 2  # how many of the next POPs with headroom share a POP's moved blocks
 _SALT: Final = 0x5A17_5E1D_C0FF_EE11  # makes the spill hash independent of weighted's
 _M32: Final = 0xFFFFFFFF
 _INV32: Final = 1.0 / 4294967296.0
@@ -129,15 +131,18 @@ class SpillState:
         return self.shares.get(pool, {}).get(pop, 0.0)
 
     def receivers(self, pool: str, pops: tuple[str, ...]) -> tuple[tuple[str, float], ...]:
-        """The POPs (in order) that may take blocks of ``pool`` and their weights: room
-        below the spill target, else (when none has any) room below capacity; a POP
-        past capacity or without a fresh load never receives."""
+        """The POPs that take blocks of ``pool``: the first :data:`RECEIVERS` of ``pops``
+        (the client's next choices, in order) with room below the spill target, else
+        (when none has any) with room below capacity; and that room, their weight.  A
+        POP past capacity or without a fresh load never receives."""
         known = [(p, self.loads[p]) for p in pops if p in self.loads]
         at = self.spill_at.get(pool, 1.0)
-        out = [(p, headroom(pl.load, pl.capacity, at)[0]) for p, pl in known]
-        if not any(w > 0 for _, w in out):
-            out = [(p, headroom(pl.load, pl.capacity, at)[1]) for p, pl in known]
-        return tuple((p, w) for p, w in out if w > 0 and math.isfinite(w))
+        for tier in (0, 1):
+            out = [(p, w) for p, pl in known
+                   if (w := headroom(pl.load, pl.capacity, at)[tier]) > 0 and math.isfinite(w)]
+            if out:
+                return tuple(out[:RECEIVERS])
+        return ()
 
 
 class SpillHolder:

@@ -104,10 +104,15 @@ class Reference:
             first = prev
         rest = [m.pop for m in mine if m is not first]
         measured = {m.pop for m in mine}
-        return (first.pop, *rest, *(p for p in pool.referenced_pops() if p not in measured))
+        if self.kind(pool) == "weighted" or (
+                self.kind(pool) in ("geo", "nearest") and self.alias_depth(ip) is not None):
+            after = pool.referenced_pops()  # no ranking of the client's own here
+        else:
+            after = self.ranking(pool, ip, use_latency=False)
+        return (first.pop, *rest, *(p for p in after if p not in measured))
 
-    def ranking(self, pool: Pool, ip: IP) -> tuple[str, ...]:
-        by_latency = self.latency_ranking(pool, ip)
+    def ranking(self, pool: Pool, ip: IP, use_latency: bool = True) -> tuple[str, ...]:
+        by_latency = self.latency_ranking(pool, ip) if use_latency else None
         if by_latency is not None:
             return by_latency
         s = self.kind(pool)
@@ -154,10 +159,18 @@ class Reference:
         if (ip.version == 6 and self.kind(pool) in ("geo", "nearest") and self.reader is not None
                 and self.latency_ranking(pool, ip) is None
                 and not any(net.version == 6 and ip in net for net, _ in pool.nets)):
+            depth = self.alias_depth(ip)
+            if depth is not None:
+                return 4, (int(ip) >> (96 - depth)) & 0xFFFFFFFF
+        return ip.version, int(ip)
+
+    def alias_depth(self, ip: IP) -> int | None:
+        """Where IPv4 starts in ``ip`` when the City database links its block to IPv4."""
+        if ip.version == 6 and self.reader is not None:
             for block, depth in ALIASES.items():
                 if ip in block and (self.aliases or int(block.network_address) == 0):
-                    return 4, (int(ip) >> (96 - depth)) & 0xFFFFFFFF
-        return ip.version, int(ip)
+                    return depth
+        return None
 
     def hash_unit(self, pool: Pool, ip: IP) -> int:
         """Prefix length, in ``ip``'s family, of the block the spill hash takes."""
@@ -242,11 +255,10 @@ class Reference:
         after = ranked[ranked.index(first) + 1:]
         up = [q for q in after if (cname or (pops[q].ipv4 if fam == 4 else pops[q].ipv6))
               and health.state(q) == "up" and q in spill.loads]
-        weights = [(q, max(0.0, pool.spill_at * spill.loads[q][1] - spill.loads[q][0]))
-                   for q in up]
+        weights = [(q, pool.spill_at * spill.loads[q][1] - spill.loads[q][0]) for q in up]
         if not any(w > 0 for _, w in weights):
-            weights = [(q, max(0.0, spill.loads[q][1] - spill.loads[q][0])) for q in up]
-        weights = [(q, w) for q, w in weights if w > 0]
+            weights = [(q, spill.loads[q][1] - spill.loads[q][0]) for q in up]
+        weights = [(q, w) for q, w in weights if w > 0][:2]  # the next two with room
         if not weights:
             return key, False
         u, v = spill_point(*self.hash_client(pool, ip))
