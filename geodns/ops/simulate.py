@@ -242,7 +242,8 @@ class SimResult:
     """Traffic (qps) per POP now and under the scenario, plus capacity verdicts.
 
     ``loads`` (the POPs' current loads, when known) turn qps into capacity units: the
-    traffic a scenario moves carries the pool's load per query (:meth:`usage`)."""
+    traffic a scenario moves from one POP to another carries the load per query of the
+    POP it leaves (:meth:`usage`; ``flows`` are the qps moving between POPs)."""
 
     pools: list[str]
     qtype: str
@@ -260,6 +261,7 @@ class SimResult:
     states_now: dict[str, State] = field(default_factory=dict)
     states_scenario: dict[str, State] = field(default_factory=dict)
     loads: dict[str, float] = field(default_factory=dict)
+    flows: dict[tuple[str, str], float] = field(default_factory=dict)  # (now, then) -> qps
     verdict: GuardVerdict | None = None
 
     def pops(self) -> list[str]:
@@ -271,22 +273,36 @@ class SimResult:
             names.append(NO_ANSWER)
         return names
 
-    def load_per_qps(self) -> float | None:
-        """Load (capacity units) per answered query per second, from the POPs whose load
-        is known and that answered something now (None: no such POP)."""
+    def load_per_qps(self, pop: str | None = None) -> float | None:
+        """Load (capacity units) per answered query per second of ``pop``, else (or
+        when it answered nothing now) of every POP whose load is known."""
+        if pop is not None and self.now.get(pop, 0.0) > 0 and pop in self.loads:
+            return self.loads[pop] / self.now[pop]
         known = [p for p in self.loads if self.now.get(p, 0.0) > 0]
         qps = sum(self.now[p] for p in known)
         return sum(self.loads[p] for p in known) / qps if qps > 0 else None
 
     def usage(self, pop: str, which: str = "scenario") -> float:
-        """What counts against ``pop``'s capacity: its qps, or with loads its current
-        load plus the traffic the scenario moves to it at the pool's load per query."""
+        """What counts against ``pop``'s capacity: its qps; or with loads, its load now,
+        and under the scenario that load less what leaves it plus what arrives, each
+        at the load per query of the POP the traffic comes from."""
         now, then = self.now.get(pop, 0.0), self.scenario.get(pop, 0.0)
-        ratio = self.load_per_qps() if self.loads else None
-        if ratio is None:
+        avg = self.load_per_qps() if self.loads else None
+        if avg is None:
             return then if which == "scenario" else now
-        base = self.loads.get(pop, now * ratio)
-        return base if which == "now" else max(0.0, base + (then - now) * ratio)
+        mine = self.load_per_qps(pop) or avg
+        base = self.loads.get(pop, now * mine)
+        if which == "now":
+            return base
+        moved = 0.0
+        for (src, dst), qps in self.flows.items():
+            if src == dst:
+                continue
+            if src == pop:
+                moved -= qps * mine
+            elif dst == pop:
+                moved += qps * (self.load_per_qps(src) or avg)
+        return max(0.0, base + moved)
 
     def over(self, which: str = "scenario") -> list[str]:
         """POPs past their capacity (``which``: "now" or "scenario")."""
@@ -326,15 +342,20 @@ class SimResult:
 
 
 def _attribute(sel: Selection, weight: float, owner: Mapping[str, str],
-               out: dict[str, float]) -> None:
+               out: dict[str, float]) -> dict[str, float]:
+    """Add ``weight`` to the POPs of the answer in ``out``; returns this client's part."""
+    mine: dict[str, float] = defaultdict(float)
     if sel.kind == "addresses" and sel.addresses:
         share = weight / len(sel.addresses)
         for address in sel.addresses:
-            out[owner.get(address, sel.pops[0] if sel.pops else NO_ANSWER)] += share
+            mine[owner.get(address, sel.pops[0] if sel.pops else NO_ANSWER)] += share
     elif sel.kind == "cname" and sel.pops:
-        out[sel.pops[0]] += weight
+        mine[sel.pops[0]] += weight
     else:
-        out[NO_ANSWER] += weight
+        mine[NO_ANSWER] += weight
+    for pop, qps in mine.items():
+        out[pop] += qps
+    return mine
 
 
 def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
@@ -352,6 +373,7 @@ def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
     by_pool_now: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     by_pool_then: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     skipped: dict[str, int] = defaultdict(int)
+    flows: dict[tuple[str, str], float] = defaultdict(float)
     pools: dict[str, None] = {}
     qtypes: dict[str, None] = {}
     total = 0.0
@@ -365,10 +387,14 @@ def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
             continue
         qt = qtype if qtype is not None else (c.qtype if c.qtype is not None else 1)
         weight = c.weight * scale
-        _attribute(selector.select(p, qt, c.address, c.prefix, now_health), weight, owner,
-                   by_pool_now[p])
-        _attribute(selector.select(p, qt, c.address, c.prefix, scenario), weight, owner,
-                   by_pool_then[p])
+        before = _attribute(selector.select(p, qt, c.address, c.prefix, now_health), weight,
+                            owner, by_pool_now[p])
+        after = _attribute(selector.select(p, qt, c.address, c.prefix, scenario), weight,
+                           owner, by_pool_then[p])
+        if weight > 0:
+            for src, a in before.items():
+                for dst, b in after.items():
+                    flows[(src, dst)] += a * b / weight
         pools.setdefault(p)
         qtypes.setdefault(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qt)))
         total += weight
@@ -383,7 +409,7 @@ def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
         pool_scenario={k: dict(v) for k, v in by_pool_then.items()},
         states_now={p: serving_state(config, now_health, p) for p in config.pops},
         states_scenario={p: serving_state(config, scenario, p) for p in config.pops},
-        loads=dict(loads or {}))
+        loads=dict(loads or {}), flows=dict(flows))
 
 
 def _sum(per_pool: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -414,7 +440,7 @@ def judge(config: Config, r: SimResult, *, force: bool = False,
         verdicts.append(check_guards(name, Guards.of(pool), figures, force=force))
     verdicts.append(check_capacity({p: r.usage(p, "now") for p in r.capacity},
                                    {p: r.usage(p) for p in r.capacity}, r.capacity,
-                                   force=force))
+                                   force=force, unit=" load" if r.loads else " qps"))
     verdict = combine(verdicts)
     r.verdict = verdict
     return verdict
