@@ -138,7 +138,7 @@ class Server:
         if self.dnstap is not None:
             self.handler.tap(self.dnstap.wrap)
         self.steering.attach(self.handler, self.monitor, self.metrics,  # [traffic hook]
-                             lambda: self.runtime)
+                             lambda: self.runtime, control=opts.http is not None)
         self.backend = ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap,
                                      steering=self.steering)  # [traffic hook] steering=
         self.control: web.AppRunner | None = None

@@ -421,25 +421,27 @@ def _sum(per_pool: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
 
 
 def judge(config: Config, r: SimResult, *, force: bool = False,
-          pools: Iterable[str] | None = None) -> GuardVerdict:
-    """The guards of every pool (``pools``: those with traffic in ``r``, plus every
-    pool with ``min_up``) and every POP's capacity, under ``r``'s scenario: what an
-    override is refused for (``force``: let through, reported as forced)."""
-    names = set(pools if pools is not None else r.pools)
-    names |= {n for n, p in config.pools.items() if p.min_up is not None}
+          guarded_only: bool = False) -> GuardVerdict:
+    """The guards of every pool that has some, and POP capacities, under ``r``'s
+    scenario: what an override is refused for (``force``: let through, reported as
+    forced).  ``guarded_only``: capacities only of the POPs of pools with guards (the
+    server's rule: a pool opts in with min_up or max_share); else every POP's."""
     verdicts = []
-    for name in sorted(names):
-        pool = config.pools.get(name)
-        if pool is None or not Guards.of(pool).active:
+    guarded: set[str] = set()
+    for name, pool in config.pools.items():
+        if not Guards.of(pool).active:
             continue
+        guarded.update(pool.referenced_pops())
         now = r.pool_now.get(name, {})
         then = r.pool_scenario.get(name, {})
         figures = {p: PopFigures(now.get(p, 0.0), then.get(p, 0.0),
                                  r.states_now.get(p, "up"), r.states_scenario.get(p, "up"))
                    for p in pool.referenced_pops()}
         verdicts.append(check_guards(name, Guards.of(pool), figures, force=force))
-    verdicts.append(check_capacity({p: r.usage(p, "now") for p in r.capacity},
-                                   {p: r.usage(p) for p in r.capacity}, r.capacity,
+    pops = [p for p in r.capacity if not guarded_only or p in guarded]
+    verdicts.append(check_capacity({p: r.usage(p, "now") for p in pops},
+                                   {p: r.usage(p) for p in pops},
+                                   {p: r.capacity[p] for p in pops},
                                    force=force, unit=" load" if r.loads else " qps"))
     verdict = combine(verdicts)
     r.verdict = verdict

@@ -70,6 +70,8 @@ class Steering:
         self.refused: dict[str, int] = {}
         self.forced: dict[str, int] = {}
         self._task: asyncio.Task[None] | None = None
+        self._handler: Any = None
+        self._control = True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -84,6 +86,7 @@ class Steering:
             self.config = config
             self.loads.update_config(config)
             self.controller.update_config(config)
+            self._sample()
         if selector is not None:
             self.books = dict(selector.inputs.latency)
             for name, book in self.books.items():
@@ -101,17 +104,28 @@ class Steering:
                                 plan.pool.max_age, name, plan.kind)
 
     def attach(self, handler: Any, monitor: Any, metrics: Any,
-               runtime: Callable[[], Any]) -> None:
+               runtime: Callable[[], Any], control: bool = True) -> None:
         """Wire into a server: the handler's mix hook and packet-cache flush, the
         overrides' guard, the metrics registry, and where the live selector and
-        health snapshot are (``runtime()`` is the server's current Runtime)."""
+        health snapshot are (``runtime()`` is the server's current Runtime).
+        ``control``: the control API runs (dry runs and ``simulate --from`` read the
+        mix); without it the mix is sampled only while some pool has guards."""
         self.selector_of = lambda: runtime().selector
         self.health_of = lambda: runtime().health.snapshot
         self.on_answers_changed = handler.health_changed
-        handler.mix = self.mix.take
+        self._handler, self._control = handler, control
         monitor.overrides.guard = self.guard
         metrics.registry.register(self.collector())
         self.update_config(runtime().config, runtime().selector)
+        self._sample()
+
+    def _sample(self) -> None:
+        """Sample the answer mix only when something reads it."""
+        if self._handler is not None:
+            wanted = self._control or any(
+                p.min_up is not None or p.max_share is not None
+                for p in self.config.pools.values())
+            self._handler.mix = self.mix.take if wanted else None
 
     def watched_files(self) -> set[str]:
         """Files whose change should reload the config: the ASN database (latency
@@ -230,7 +244,7 @@ class Steering:
             selector = Selector(self.config, None, inputs=Inputs())
         result = simulate(self.config, selector, clients, scenario=then, now=now,
                           scenario_text=text or "the change", loads=self._fresh_loads())
-        judge(self.config, result)
+        judge(self.config, result, guarded_only=True)
         return result
 
     def guard(self, new: list[OverrideRule], force: bool) -> GuardVerdict:
@@ -239,7 +253,8 @@ class Steering:
         from geodns.ops.simulate import judge
 
         result = self.predict(new)
-        verdict = judge(self.config, result, force=True) if force else result.verdict
+        verdict = judge(self.config, result, force=True, guarded_only=True) if force \
+            else result.verdict
         for v in verdict.violations:
             self.refused[v.guard] = self.refused.get(v.guard, 0) + 1
             log.warning("guard refused an override: %s", v.message,
