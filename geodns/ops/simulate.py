@@ -491,10 +491,14 @@ def parse_live(doc: Any, source: str) -> LiveState:
     caps = {p: float(v["capacity"]) for p, v in loads_doc.items()
             if isinstance(v, dict) and isinstance(v.get("capacity"), int | float)}
     spill_doc = doc.get("spill") or {}
+    room = {pool: {p: PopLoad(float(v["load"]), float(v["capacity"]))
+                   for p, v in per_pop.items()}
+            for pool, per_pop in (spill_doc.get("room") or {}).items()}
     spill = SpillState(1, {pool: {p: float(s) for p, s in shares.items()}
                            for pool, shares in spill_doc.get("shares", {}).items()},
                        {p: PopLoad(v, caps[p]) for p, v in loads.items() if p in caps},
-                       {pool: float(a) for pool, a in spill_doc.get("spill_at", {}).items()})
+                       {pool: float(a) for pool, a in spill_doc.get("spill_at", {}).items()},
+                       room)
     return LiveState(clients, snap, loads, spill, float(doc.get("window_seconds") or 0),
                      source)
 

@@ -96,12 +96,23 @@ def _no_loads() -> Mapping[str, PopLoad]:
     return MappingProxyType({})
 
 
+def _no_room() -> Mapping[str, Mapping[str, PopLoad]]:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class SpillState:
-    """Shares per spill pool and POP, and the loads they were decided on.
+    """Shares per spill pool and POP, the loads they were decided on, and per pool the
+    loads its receivers' room is measured from (``room``; default: ``loads``).
+
+    The controller freezes ``room`` when a pool starts shedding: the receivers' room
+    before any block moved to them.  Weighing them by their live room would chase its
+    own tail (the receiver that got the blocks has no room left, so the next state
+    sends them all to the other one, and back).  Live loads still decide who may take
+    blocks at all: never a POP past capacity or without a fresh load.
 
     ``tokens[pool]`` changes only when what that pool's answers depend on changes
-    (a share, or, while it sheds, a receiver's load); ``generation`` counts published
+    (a share, the frozen room, who is past capacity); ``generation`` counts published
     states, so a plan can check in one comparison whether to look at its token.
     """
 
@@ -109,6 +120,7 @@ class SpillState:
     shares: Mapping[str, Mapping[str, float]] = field(default_factory=_empty)
     loads: Mapping[str, PopLoad] = field(default_factory=_no_loads)
     spill_at: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    room: Mapping[str, Mapping[str, PopLoad]] = field(default_factory=_no_room)
     tokens: Mapping[str, Hashable] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -116,16 +128,22 @@ class SpillState:
         object.__setattr__(self, "shares", shares)
         object.__setattr__(self, "loads", MappingProxyType(dict(self.loads)))
         object.__setattr__(self, "spill_at", MappingProxyType(dict(self.spill_at)))
+        object.__setattr__(self, "room", MappingProxyType(
+            {p: MappingProxyType(dict(r)) for p, r in self.room.items()}))
+        full = tuple(sorted(p for p, pl in self.loads.items() if pl.load >= pl.capacity))
         tokens: dict[str, Hashable] = {}
         for pool, per_pop in shares.items():
             active = tuple(sorted((p, round(s, 4)) for p, s in per_pop.items() if s > 0))
             if not active:
                 tokens[pool] = ()
                 continue
-            loads = tuple(sorted((p, round(pl.load, 3), pl.capacity)
-                                 for p, pl in self.loads.items()))
-            tokens[pool] = (active, loads)
+            room = tuple(sorted((p, pl.load, pl.capacity)
+                                for p, pl in self._room(pool).items()))
+            tokens[pool] = (active, room, full, tuple(sorted(self.loads)))
         object.__setattr__(self, "tokens", MappingProxyType(tokens))
+
+    def _room(self, pool: str) -> Mapping[str, PopLoad]:
+        return self.room.get(pool, self.loads)
 
     def share(self, pool: str, pop: str) -> float:
         return self.shares.get(pool, {}).get(pop, 0.0)
@@ -134,8 +152,10 @@ class SpillState:
         """The POPs that take blocks of ``pool``: the first :data:`RECEIVERS` of ``pops``
         (the client's next choices, in order) with room below the spill target, else
         (when none has any) with room below capacity; and that room, their weight.  A
-        POP past capacity or without a fresh load never receives."""
-        known = [(p, self.loads[p]) for p in pops if p in self.loads]
+        POP past capacity or without a fresh load (now) never receives."""
+        room = self._room(pool)
+        known = [(p, room.get(p, pl)) for p in pops
+                 if (pl := self.loads.get(p)) is not None and pl.load < pl.capacity]
         at = self.spill_at.get(pool, 1.0)
         for tier in (0, 1):
             out = [(p, w) for p, pl in known

@@ -2,16 +2,21 @@
 
 For every pool with ``spill = true`` and every POP of it, one number, the share of
 the POP's client blocks (of that pool) that go elsewhere.  It moves only when a new
-load measurement arrives (a feed publishes a value with a new timestamp), by the
+load measurement arrives (a feed publishes a value with a new timestamp), by half the
 relative excess over the target ``spill_at`` x capacity::
 
-    share += clamp((load - target) / max(load, target), -spill_step, +spill_step)
+    share += clamp(GAIN * (load - target) / max(load, target), -spill_step, +spill_step)
 
-so a POP 10 % over its target sheds about 10 % more of its blocks per measurement,
-never more than ``spill_step``, and gives them back the same way once under it.  In a
-closed loop (the load falls as blocks move) the share settles where the load meets
-the target: for a demand D (the load with nothing shed) that is ``1 - target / D``,
-which :func:`steady_shares` computes for what-if tools.  A POP whose load is unknown or
+so a POP 10 % over its target sheds about 5 % more of its blocks per measurement,
+never more than ``spill_step``, and gives them back the same way once under it.
+
+The load a feed measures lags the shares: resolvers keep the answers they got for the
+pool's ``ttl``.  So after a share moves, it moves again only on a measurement taken at
+least ``ttl`` later (when the move shows in the load), and by half the error, not all
+of it: a controller that reacts to loads that do not yet reflect its last move
+overshoots and swings.  In a closed loop (the load falls as blocks move) the share
+settles where the load meets the target: for a demand D (the load with nothing shed)
+that is ``1 - target / D``, which :func:`steady_shares` computes for what-if tools.  A POP whose load is unknown or
 stale sheds less by ``spill_step`` per feed interval until it sheds nothing: a dead
 feed can never keep traffic away, nor bring it all back at once.
 
@@ -35,14 +40,16 @@ __all__ = ["SpillController", "steady_shares", "step_share"]
 log = logging.getLogger("geodns.loads")
 
 _EPS: Final = 1e-9
+GAIN: Final = 0.5  # the part of the relative excess corrected per measurement
 
 
 def step_share(share: float, load: float, target: float, step: float) -> float:
     """One controller step (see the module docstring)."""
     top = max(load, target)
-    delta = 0.0 if top <= 0 else (load - target) / top
+    delta = 0.0 if top <= 0 else GAIN * (load - target) / top
     delta = max(-step, min(step, delta))
-    return max(0.0, min(1.0, share + delta))
+    new = share + delta
+    return 0.0 if new < _EPS else 1.0 if new > 1 - _EPS else new
 
 
 def _spill_pops(config: Config) -> Iterator[tuple[str, str, float, float]]:
@@ -51,6 +58,11 @@ def _spill_pops(config: Config) -> Iterator[tuple[str, str, float, float]]:
         if pool.spill:
             for pop in pool.referenced_pops():
                 yield name, pop, pool.spill_at, pool.spill_step
+
+
+def _hold(config: Config, pool: str) -> float:
+    """Seconds a moved share waits before its effect shows: the pool's TTL."""
+    return float(config.pools[pool].ttl)
 
 
 def fresh_loads(config: Config, snapshot: LoadSnapshot) -> dict[str, PopLoad]:
@@ -94,8 +106,10 @@ class SpillController:
         self.clock = clock
         self.shares: dict[tuple[str, str], float] = {}
         self._seen: dict[str, float] = {}  # POP -> timestamp of the last sample stepped on
+        self._moved_at: dict[tuple[str, str], float] = {}  # sample time of the last move
         self._decayed: dict[tuple[str, str], float] = {}  # last decay step (clock)
         self._loads: dict[str, PopLoad] = {}
+        self._room: dict[str, dict[str, PopLoad]] = {}  # per shedding pool, frozen
         self._generation = 0
 
     @property
@@ -122,11 +136,15 @@ class SpillController:
             if self._seen.get(pop) == sample.timestamp:
                 continue
             stepped.add(pop)
+            self._decayed.pop((pool, pop), None)
+            last = self._moved_at.get((pool, pop))
+            if last is not None and sample.timestamp < last + _hold(self.config, pool):
+                continue  # the last move does not show in this load yet
             old = self.shares.get((pool, pop), 0.0)
             new = step_share(old, sample.value, at * cap, step)
-            self._decayed.pop((pool, pop), None)
             if abs(new - old) > _EPS:
                 self.shares[(pool, pop)] = new
+                self._moved_at[(pool, pop)] = sample.timestamp
                 moved = True
                 if (old == 0) != (new == 0):
                     log.info("spill: pool %s: %s %s shedding (load %g of capacity %g, "
@@ -152,7 +170,7 @@ class SpillController:
             if now - last < interval:
                 continue
             self._decayed[(pool, pop)] = now
-            self.shares[(pool, pop)] = max(0.0, share - step)
+            self.shares[(pool, pop)] = 0.0 if share - step < _EPS else share - step
             moved = True
             if self.shares[(pool, pop)] == 0:
                 log.info("spill: pool %s: %s stops shedding (no fresh load)", pool, pop)
@@ -162,9 +180,18 @@ class SpillController:
         shares: dict[str, dict[str, float]] = {}
         for pool, pop, _, _ in _spill_pops(self.config):
             shares.setdefault(pool, {})[pop] = self.shares.get((pool, pop), 0.0)
+        for pool, per_pop in shares.items():
+            if not any(s > 0 for s in per_pop.values()):
+                self._room.pop(pool, None)  # no longer shedding: measure afresh next time
+            elif pool not in self._room:
+                self._room[pool] = dict(self._loads)  # starts shedding: room as it is now
+            else:  # POPs whose load was unknown then are measured when first seen
+                for pop, pl in self._loads.items():
+                    self._room[pool].setdefault(pop, pl)
         self._generation += 1
         return SpillState(self._generation, shares, self._loads,
-                          {n: p.spill_at for n, p in self.config.pools.items() if p.spill})
+                          {n: p.spill_at for n, p in self.config.pools.items() if p.spill},
+                          {p: dict(r) for p, r in self._room.items()})
 
     def publish(self) -> bool:
         """Install the current state; True when some pool's answers may change."""

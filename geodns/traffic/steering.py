@@ -32,6 +32,7 @@ from geodns.config import Config
 from geodns.health.overrides import OverrideRule, resolve
 from geodns.health.snapshot import HealthKey, HealthSnapshot, State, key_label
 from geodns.logs import event
+from geodns.ops.simulate import Client, SimResult, judge, simulate
 from geodns.select.inputs import Inputs, load_asn, load_books, needs_asn
 from geodns.select.latency import LatencyBook
 from geodns.select.selector import Selector
@@ -231,11 +232,9 @@ class Steering:
         return HealthSnapshot.build(real=live.real, overrides=forced,
                                     generation=live.generation + 1_000_000)
 
-    def predict(self, new: list[OverrideRule], text: str = "") -> Any:
+    def predict(self, new: list[OverrideRule], text: str = "") -> SimResult:
         """What the override rules ``new`` (instead of the current ones) would do to the
-        recent mix: a :class:`geodns.ops.simulate.SimResult` with its guard verdict."""
-        from geodns.ops.simulate import Client, judge, simulate
-
+        recent mix, with the guards' verdict."""
         selector = self.selector_of()
         entries, _ = self.mix.entries()
         clients = [Client(e.client, e.prefix, e.qps, e.pool, e.qtype) for e in entries]
@@ -250,11 +249,8 @@ class Steering:
     def guard(self, new: list[OverrideRule], force: bool) -> GuardVerdict:
         """The guards' verdict on replacing the override rules by ``new``; refusals and
         forced breaches are logged and counted here."""
-        from geodns.ops.simulate import judge
-
         result = self.predict(new)
-        verdict = judge(self.config, result, force=True, guarded_only=True) if force \
-            else result.verdict
+        verdict = judge(self.config, result, force=force, guarded_only=True)
         for v in verdict.violations:
             self.refused[v.guard] = self.refused.get(v.guard, 0) + 1
             log.warning("guard refused an override: %s", v.message,
@@ -289,7 +285,10 @@ class Steering:
     def spill_doc(self) -> dict[str, Any]:
         state = self.spill.state
         return {"shares": {pool: dict(s) for pool, s in state.shares.items()},
-                "spill_at": dict(state.spill_at)}
+                "spill_at": dict(state.spill_at),
+                "room": {pool: {p: {"load": pl.load, "capacity": pl.capacity}
+                                for p, pl in room.items()}
+                         for pool, room in state.room.items()}}
 
     def status(self) -> dict[str, Any]:
         """Loads against capacity, spill shares, latency maps, guard counts."""

@@ -32,6 +32,7 @@ load = "edge"
 [pools.www]
 strategy = "failover"
 pops = ["fra", "iad"]
+ttl = 1
 spill = true
 spill_at = 0.8
 spill_step = 0.1
@@ -54,10 +55,10 @@ def snap(gen: int, t: float, **loads: float | None) -> LoadSnapshot:
 
 
 @pytest.mark.parametrize(("share", "load", "target", "step", "expected"), [
-    (0.0, 880, 800, 0.1, 80 / 880),  # 10 % over: about 9 % more
+    (0.0, 880, 800, 0.1, 0.5 * 80 / 880),  # 10 % over: half that, about 4.5 % more
     (0.0, 2000, 800, 0.1, 0.1),  # far over: capped at the step
     (0.5, 400, 800, 0.1, 0.4),  # far under: back by the step
-    (0.05, 780, 800, 0.1, 0.05 - 20 / 800),  # a little under: a little back
+    (0.05, 780, 800, 0.1, 0.05 - 0.5 * 20 / 800),  # a little under: a little back
     (0.01, 0, 800, 0.1, 0.0),  # never below 0
     (0.95, 5000, 800, 0.1, 1.0),  # never above 1
     (0.0, 0, 0, 0.1, 0.0),
@@ -68,15 +69,15 @@ def test_step(share: float, load: float, target: float, step: float, expected: f
 
 def test_one_step_per_new_measurement_and_only_for_spill_pools(config: Config) -> None:
     c = SpillController(config)
-    assert c.observe(snap(1, 100.0, fra=1000, iad=500))
+    assert c.observe(snap(1, 100.0, fra=1200, iad=500))
     first = c.shares[("www", "fra")]
-    assert first == pytest.approx(0.1)  # 1000 vs 800: +20 %, capped at 0.1
+    assert first == pytest.approx(0.1)  # 1200 vs 800: half of +33 %, capped at 0.1
     assert ("api", "fra") not in c.shares  # api does not spill
     # the same measurement again (a snapshot republished): nothing moves
-    assert not c.observe(snap(2, 100.0, fra=1000, iad=500))
+    assert not c.observe(snap(2, 100.0, fra=1200, iad=500))
     assert c.shares[("www", "fra")] == first
     # a new measurement: one more step
-    assert c.observe(snap(3, 105.0, fra=1000, iad=500))
+    assert c.observe(snap(3, 105.0, fra=1200, iad=500))
     assert c.shares[("www", "fra")] == pytest.approx(0.2)
     state = c.state()
     assert state.share("www", "fra") == pytest.approx(0.2)
@@ -143,3 +144,68 @@ def test_reload_keeps_shares_of_pools_that_still_spill(config: Config) -> None:
                                            ""), "/t/geodns.toml")
     c.update_config(no_spill)
     assert c.shares == {}
+
+
+def _lagged_loop(ttl: int, lag: int, steps: int = 120) -> list[float]:
+    """Demand 1500 on fra, a measurement a second; each sees the share of ``lag``
+    seconds before (resolvers still answering from their caches)."""
+    config = parse_config(CONFIG.replace("ttl = 1", f"ttl = {ttl}"), "/t/geodns.toml")
+    c = SpillController(config)
+    history = [0.0] * lag  # the share after each measurement
+    for i in range(steps):
+        load = 1500.0 * (1 - history[-lag])  # as moved ``lag`` measurements ago
+        c.observe(snap(i, 100.0 + i, fra=load, iad=100))
+        history.append(c.shares[("www", "fra")])
+    return history[-20:]
+
+
+@pytest.mark.parametrize("lag", [3, 8])
+def test_lagging_loads_settle_when_the_ttl_covers_the_lag(lag: int) -> None:
+    """A share waits one TTL after it moved (resolvers keep old answers that long, so
+    the move shows in the load only then): loads lagging by the TTL settle at the
+    target; without the wait the share swings (at 8 s of lag, from 0 to 1)."""
+    target = 1 - 800 / 1500
+    tail = _lagged_loop(ttl=lag, lag=lag)
+    assert max(tail) - min(tail) < 0.01 and abs(tail[-1] - target) < 0.01
+    tail = _lagged_loop(ttl=0, lag=lag)
+    assert max(tail) - min(tail) > 0.3
+
+
+def test_receivers_room_is_frozen_while_shedding_but_capacity_is_live() -> None:
+    """The split between receivers uses their room from when the pool started
+    shedding, so moved blocks do not hop between receivers as their loads change; a
+    receiver past capacity takes nothing at once; the room is measured afresh at the
+    next episode."""
+    config = parse_config(CONFIG.replace('pops = ["fra", "iad"]\nttl = 1',
+                                         'pops = ["fra", "iad", "sin"]\nttl = 1')
+                          + '[pops.sin]\nlat = 1\nlon = 103\nipv4 = ["192.0.2.30"]\n'
+                            'capacity = 1000\nload = "edge"\n', "/t/geodns.toml")
+
+    def loads(t: float, **v: float) -> LoadSnapshot:
+        caps = {"fra": 1000.0, "iad": 2000.0, "sin": 1000.0}
+        return LoadSnapshot(int(t), {p: LoadSample(p, x, "edge", t, False, caps[p])
+                                     for p, x in v.items()}, t)
+
+    c = SpillController(config)
+    c.observe(loads(1, fra=1000, iad=600, sin=200))
+    c.publish()
+    st = c.holder.state
+    assert st.receivers("www", ("iad", "sin")) == (("iad", 1000.0), ("sin", 600.0))
+    # iad fills up (with what fra sent it): the weights stay as they were
+    c.observe(loads(2, fra=1000, iad=1500, sin=300))
+    c.publish()
+    assert c.holder.state.receivers("www", ("iad", "sin")) == (("iad", 1000.0),
+                                                               ("sin", 600.0))
+    # past its capacity: no more blocks for iad, whatever its room was
+    c.observe(loads(3, fra=1000, iad=2100, sin=300))
+    c.publish()
+    assert c.holder.state.receivers("www", ("iad", "sin")) == (("sin", 600.0),)
+    # fra stops shedding: the next episode measures the room again
+    for t in range(4, 30):
+        c.observe(loads(t, fra=100, iad=1500, sin=300))
+    c.publish()
+    assert c.shares[("www", "fra")] == 0
+    c.observe(loads(31, fra=1000, iad=1500, sin=300))
+    c.publish()
+    assert c.holder.state.receivers("www", ("iad", "sin")) == (("iad", 100.0),
+                                                               ("sin", 500.0))

@@ -3,8 +3,9 @@ clients move, spread over the other POPs, then come back when the load falls; an
 ``geodns simulate --from`` predicts exactly what the server answers under those loads.
 
 The feed is a small HTTP server of the test (loopback) that closes the loop like a
-real POP would: each time geodns polls it, it asks geodns where 200 client /24s go
-(ECS queries) and reports each POP's load as the demand of the clients it serves.
+real POP would: a thread keeps asking geodns where 200 client /24s go (ECS queries),
+and the feed reports each POP's load as the demand of the clients it serves, as last
+measured (so answering a poll takes no time, like reading a metric).
 Pool ``web`` is failover a, b, c with ``spill = true``: every client's first choice
 is a; a's target is 0.8 x 1000.
 """
@@ -72,7 +73,7 @@ load = "edge"
 [pools.web]
 strategy = "failover"
 pops = ["a", "b", "c"]
-ttl = 5
+ttl = 1                          # a share waits one TTL between moves
 spill = true
 spill_at = 0.8
 spill_step = 0.1
@@ -91,23 +92,39 @@ def where(port: int, clients: list[str]) -> Counter[str]:
 
 
 class ClosedLoop:
-    """The feed's view: a demand spread over the POPs as geodns answers right now."""
+    """The feed's view: a demand spread over the POPs as geodns answered last."""
 
     def __init__(self) -> None:
-        self.port = 0
         self.demand = 500.0
         self.frozen: dict[str, float] | None = None
         self.lock = threading.Lock()
+        self.counts: Counter[str] = Counter({"a": len(CLIENTS)})
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def measure(self, port: int) -> None:
+        """Keep measuring in a thread until ``stop``."""
+        def run() -> None:
+            while not self.stop.is_set():
+                counts = where(port, CLIENTS)
+                with self.lock:
+                    self.counts = counts
+                time.sleep(0.05)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(10)
 
     def __call__(self) -> dict[str, Any]:
         with self.lock:
             if self.frozen is not None:
                 return dict(self.frozen)
-            if not self.port:
-                return dict(BASE)
-            counts = where(self.port, CLIENTS)
             per_client = self.demand / len(CLIENTS)
-            return {p: BASE[p] + per_client * counts[p] for p in BASE}
+            return {p: BASE[p] + per_client * self.counts[p] for p in BASE}
 
 
 def get_json(url: str) -> Any:
@@ -135,7 +152,7 @@ def test_load_moves_part_of_the_clients_and_they_come_back(
         cfg.write_text(CONFIG.format(url=feed.url, interval=INTERVAL))
         with geodns_server(zones, ["--config", str(cfg)]) as srv:
             control = f"http://127.0.0.1:{srv.control_port()}"
-            loop.port = srv.port
+            loop.measure(srv.port)
 
             def share() -> float:
                 shares = get_json(control + "/status")["steering"]["spill"]["shares"]
@@ -151,9 +168,17 @@ def test_load_moves_part_of_the_clients_and_they_come_back(
             loop.demand = 1500.0
             first = wait_for(lambda: where(srv.port, CLIENTS[:50])["a"] < 50, 10, 0.02)
             shares = [(time.monotonic() - t0, share())]
-            while time.monotonic() - t0 < 12:
+            while time.monotonic() - t0 < 15:
                 time.sleep(0.1)
                 shares.append((time.monotonic() - t0, share()))
+            # settled: the moved blocks stay where they went (no hopping between b, c)
+            splits = []
+            for _ in range(5):
+                seen = where(srv.port, CLIENTS)
+                splits.append((seen["b"], seen["c"]))
+                time.sleep(INTERVAL)
+            assert max(b for b, _ in splits) - min(b for b, _ in splits) <= 4, splits
+            assert max(c for _, c in splits) - min(c for _, c in splits) <= 4, splits
             steps = [b - a for (_, a), (_, b) in itertools.pairwise(shares)]
             biggest = max(steps)
             assert 0 < biggest <= 0.1 + 1e-6, steps
@@ -197,10 +222,10 @@ def test_load_moves_part_of_the_clients_and_they_come_back(
 
             # the demand falls to 500: every client comes back, a step per poll
             loop.demand = 500.0
-            back = wait_for(lambda: where(srv.port, CLIENTS) == {"a": 200}, 15, 0.1)
+            back = wait_for(lambda: where(srv.port, CLIENTS) == {"a": 200}, 20, 0.1)
             wait_for(lambda: share() == 0.0, 3 * INTERVAL + 1)  # the last, tiny steps
             report_line(
-                f"spill e2e (interval {INTERVAL}s, spill_step 0.1, demand 500 -> 1500 -> 500 on "
+                f"spill e2e (interval {INTERVAL}s, ttl 1s, spill_step 0.1, demand 500 -> 1500 -> 500 on "
                 f"a, target 800): first clients moved {first:.2f}s after the load rose; "
                 f"largest share step per poll {biggest:.3f}; settled at {settled:.2f} of a's "
                 f"blocks (ideal {1 - 800 / 1500:.2f}) after {reached:.1f}s; moved: b {seen['b']}, "
@@ -218,6 +243,7 @@ def test_load_moves_part_of_the_clients_and_they_come_back(
             frozen = share()
             time.sleep(3 * INTERVAL)
             assert share() == frozen
+            loop.close()
             _compare_with_simulate(tmp_path, cfg, srv.port, control)
 
 
