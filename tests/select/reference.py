@@ -43,6 +43,7 @@ class Spill:
 
     shares: Mapping[tuple[str, str], float] = field(default_factory=dict)
     loads: Mapping[str, tuple[float, float]] = field(default_factory=dict)  # load, capacity
+    room: Mapping[str, tuple[float, float]] | None = None  # receivers' weights (else loads)
 
 
 @dataclass
@@ -254,10 +255,12 @@ class Reference:
             return key, False
         after = ranked[ranked.index(first) + 1:]
         up = [q for q in after if (cname or (pops[q].ipv4 if fam == 4 else pops[q].ipv6))
-              and health.state(q) == "up" and q in spill.loads]
-        weights = [(q, pool.spill_at * spill.loads[q][1] - spill.loads[q][0]) for q in up]
+              and health.state(q) == "up" and q in spill.loads
+              and spill.loads[q][0] < spill.loads[q][1]]  # never past capacity now
+        room = {q: (spill.room or spill.loads).get(q, spill.loads[q]) for q in up}
+        weights = [(q, pool.spill_at * room[q][1] - room[q][0]) for q in up]
         if not any(w > 0 for _, w in weights):
-            weights = [(q, spill.loads[q][1] - spill.loads[q][0]) for q in up]
+            weights = [(q, room[q][1] - room[q][0]) for q in up]
         weights = [(q, w) for q, w in weights if w > 0][:2]  # the next two with room
         if not weights:
             return key, False

@@ -422,28 +422,33 @@ _generation = iter(range(1, 10**9))
 
 
 def _publish(holder: SpillHolder, cfg: Config, shares: dict[str, float],
-             loads: dict[str, float]) -> Spill:
-    """The same shares for every spill pool; the reference's view of it."""
+             loads: dict[str, float], room: dict[str, float] | None = None) -> Spill:
+    """The same shares (and receivers' room) for every spill pool; the reference's
+    view of it."""
     holder.state = SpillState(
         next(_generation), {p: dict(shares) for p in cfg.pools},
         {pop: PopLoad(v, 1000.0) for pop, v in loads.items()},
-        {name: pool.spill_at for name, pool in cfg.pools.items()})
+        {name: pool.spill_at for name, pool in cfg.pools.items()},
+        {p: {pop: PopLoad(v, 1000.0) for pop, v in room.items()} for p in cfg.pools}
+        if room is not None else {})
     return Spill({(p, pop): s for p in cfg.pools for pop, s in shares.items()},
-                 {pop: (v, 1000.0) for pop, v in loads.items()})
+                 {pop: (v, 1000.0) for pop, v in loads.items()},
+                 {pop: (v, 1000.0) for pop, v in room.items()} if room is not None else None)
 
 
 @settings(max_examples=250, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(client=clients(), overrides=healths, qtype=st.sampled_from([1, 28]),
        pool=st.sampled_from(["sn", "sg", "sw", "sf"]), shares=spill_shares,
-       loads=spill_loads, seed=st.integers(0, 2**32))
+       loads=spill_loads, room=st.one_of(st.none(), spill_loads),
+       seed=st.integers(0, 2**32))
 def test_spill_agrees_and_scopes_hold(
         spill_config: Config, spill_selector: tuple[Selector, SpillHolder],
         spill_readers: tuple[object, object], client: tuple[str, int | None],
         overrides: dict[str, State], qtype: int, pool: str, shares: dict[str, float],
-        loads: dict[str, float], seed: int) -> None:
+        loads: dict[str, float], room: dict[str, float] | None, seed: int) -> None:
     sel, holder = spill_selector
-    spill = _publish(holder, spill_config, shares, loads)
+    spill = _publish(holder, spill_config, shares, loads, room)
     ref = Reference(spill_config, *spill_readers, spill=spill)
     check(sel, ref, spill_config, pool, qtype, client[0], client[1], _health(overrides), seed,
           maximal=not any(v > 0 for v in shares.values()))
