@@ -16,9 +16,11 @@ least ``ttl`` later (when the move shows in the load), and by half the error, no
 of it: a controller that reacts to loads that do not yet reflect its last move
 overshoots and swings.  In a closed loop (the load falls as blocks move) the share
 settles where the load meets the target: for a demand D (the load with nothing shed)
-that is ``1 - target / D``, which :func:`steady_shares` computes for what-if tools.  A POP whose load is unknown or
-stale sheds less by ``spill_step`` per feed interval until it sheds nothing: a dead
-feed can never keep traffic away, nor bring it all back at once.
+that is ``1 - target / D``, which :func:`steady_shares` computes for what-if tools.
+
+A POP whose load is unknown or stale sheds less by ``spill_step`` per feed interval
+until it sheds nothing: a dead feed can never keep traffic away, nor bring it all back
+at once.
 
 The result is published as a :class:`~geodns.select.spill.SpillState` in a
 :class:`~geodns.select.spill.SpillHolder` that the selector reads.

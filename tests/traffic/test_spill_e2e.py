@@ -225,8 +225,9 @@ def test_load_moves_part_of_the_clients_and_they_come_back(
             back = wait_for(lambda: where(srv.port, CLIENTS) == {"a": 200}, 20, 0.1)
             wait_for(lambda: share() == 0.0, 3 * INTERVAL + 1)  # the last, tiny steps
             report_line(
-                f"spill e2e (interval {INTERVAL}s, ttl 1s, spill_step 0.1, demand 500 -> 1500 -> 500 on "
-                f"a, target 800): first clients moved {first:.2f}s after the load rose; "
+                f"spill e2e (interval {INTERVAL}s, ttl 1s, spill_step 0.1, demand 500 -> "
+                f"1500 -> 500 on a, target 800): first clients moved {first:.2f}s after the "
+                f"load rose; "
                 f"largest share step per poll {biggest:.3f}; settled at {settled:.2f} of a's "
                 f"blocks (ideal {1 - 800 / 1500:.2f}) after {reached:.1f}s; moved: b {seen['b']}, "
                 f"c {seen['c']} of 200 /24s; all back {back:.1f}s after the load fell")
