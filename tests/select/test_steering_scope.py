@@ -255,24 +255,6 @@ def test_ipv6_rules_inside_ipv4_in_ipv6_blocks_bound_the_scope(
     assert inside.pops == ("gru",) and got.pops != ("gru",)
 
 
-def test_asn_tables_match_a_per_address_reader(asn_db: Path) -> None:
-    """The vectorised walk gives every network the reader gives, with its AS."""
-    from geodns.geoip.asn import AsnDB
-
-    tables = asn_tables(asn_db)
-    with AsnDB.open(asn_db) as db:
-        expected = {(int(n.network_address), n.version): a for n, a in db.networks()
-                    if a is not None}
-    got = {}
-    for fam in (4, 6):
-        t = tables.family(fam)
-        assert t is not None
-        numbers = {a: a for a in {x for x in t.asn.tolist() if x >= 0}}
-        for s, _, a in t.segments(numbers):
-            got[(s, fam)] = a
-    assert got == expected
-
-
 def test_asn_rules_without_an_asn_database_are_a_config_problem(tmp_path: Path) -> None:
     from geodns.config import ConfigError
 
