@@ -45,13 +45,12 @@ from geodns.select.maps import (
 from geodns.select.spill import SPILL_UNIT, SpillAnswer, SpillHolder, SpillState
 from geodns.select.types import Kind, Selection
 
-__all__ = ["COMPILED", "FAM_CNAME", "WEIGHTED_PREFIX", "Answer", "Plan"]
+__all__ = ["FAM_CNAME", "WEIGHTED_PREFIX", "Answer", "Plan", "kind_of"]
 
 QTYPE_A: Final = 1
 QTYPE_AAAA: Final = 28
 FAM_CNAME: Final = 0  # family key of CNAME pools: the answer is the same for every qtype
 WEIGHTED_PREFIX: Final = SPILL_UNIT  # stickiness unit of weighted pools: /24, /56
-COMPILED: Final = frozenset({"geo", "nearest"})
 _UNLIMITED: Final = 1 << 30
 V4_IN_V6: Final = -4  # map key: IPv4 space reached from IPv6 clients (without IPv4 nets)
 _CACHED_TOKENS: Final = 4  # health snapshots whose answers a plan keeps (live + what-ifs)
