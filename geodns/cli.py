@@ -27,11 +27,13 @@ from geodns.listeners.tcp import TCPLimits
 from geodns.logs import FORMATS, LEVELS, event, setup_logging
 from geodns.ops.control import is_loopback
 from geodns.ops.geoip import describe_record, read_info
-from geodns.ops.simulate import scenario_snapshot
+from geodns.ops.simulate import read_loads, scenario_snapshot
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
+from geodns.select.inputs import check_steering
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.service import Service, check_user, version
+from geodns.traffic.spill import steady_shares
 from geodns.xfr.service import conflicts, declared
 from geodns.zones.load import ZoneFileError
 from geodns.zones.loader import ZoneLoader
@@ -101,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--zones", help="zone files directory (default from the config)")
     e.add_argument("--down", action="append", default=[], metavar="POP",
                    help="treat this POP (or POP/ADDRESS) as down: what-if, repeatable")
+    e.add_argument("--load", action="append", default=[], metavar="POP=LOAD",
+                   help="a POP's load (spill pools shed what these loads settle at); "
+                        "repeatable")
     return p
 
 
@@ -164,6 +169,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 1
     problems = geoip_problems(config)
     problems += asn_database_problems(config.geoip.asn_database)  # issue 12: [geoip] asn
+    map_problems, map_lines = check_steering(config, time.time())  # issue 12: latency maps
+    problems += map_problems
     for problem in problems:
         print(problem)
     if problems:
@@ -173,6 +180,8 @@ def cmd_check(args: argparse.Namespace) -> int:
               f"{len(config.checks)} checks", file=sys.stderr)
     if config.pools:
         _print_geoip(config)
+    for line in map_lines:
+        print(line, file=sys.stderr)
     print(f"zones: {_zones_dir(args, config)}", file=sys.stderr)
     for origin, serial in sorted(store.serials().items()):
         print(f"{origin} serial {serial}: ok", file=sys.stderr)
@@ -218,6 +227,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return 0
     try:
         snapshot = _offline_health(config, args.down)
+        loads = read_loads(None, args.load, config)
     except ValueError as exc:
         print(f"geodns explain: {exc}", file=sys.stderr)
         return 1
@@ -226,6 +236,9 @@ def cmd_explain(args: argparse.Namespace) -> int:
     except Problems as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 1
+    spill = runtime.selector.inputs.spill
+    if spill is not None:  # issue 12: spill pools shed what the given loads settle at
+        spill.state = steady_shares(config, loads)
     for line in runtime.selector.explain(answer.dynamic.pool, qtype, ip.compressed, prefix,
                                          snapshot).lines():
         print(line)

@@ -63,9 +63,9 @@ OpcodeFn = Callable[[bytes, str, bool], bytes]  # (query, client, tcp) -> respon
 # (query, client, tcp, answer unsigned) -> signed response, or None: not signed after all
 SignedFn = Callable[[bytes, str, bool, Callable[[bytes], bytes]], "bytes | None"]
 # (response after the ID, qtype, rcode, pool, choice, scope, qname, ecs addr, ecs source,
-#  RRL account key, health snapshot a steered answer was chosen under)
+#  RRL account key, steering epoch and health snapshot a steered answer was chosen in)
 PacketEntry = tuple[bytes, int, int, "str | None", "Choice | None", int, bytes, "bytes | None",
-                    int, "Token | None", "HealthSnapshot | None"]
+                    int, "Token | None", "int | None", "HealthSnapshot"]
 
 
 class GenCache:
@@ -203,6 +203,9 @@ class State:
         # Steered ECS query shapes per transport (see Shape), and their address lengths.
         self.shapes = (GenCache(SHAPE_CACHE_BYTES), GenCache(SHAPE_CACHE_BYTES))
         self.shape_lens: tuple[int, ...] = ()
+        # Bumped whenever steered answers may change (health, loads, latency maps):
+        # cached steered answers of an older epoch are not replayed.
+        self.epoch = 0
         self.opt_plain = (opt_record(udp_size, False), opt_record(udp_size, True))
         # Our OPT up to its RDLENGTH, by DO: an ECS echo is appended to it per query.
         self.opt_head = (self.opt_plain[0][:-2], self.opt_plain[1][:-2])
@@ -236,6 +239,10 @@ class Handler:
         # xfr hook: EDNS EXPIRE seconds of a zone (secondary zones count down); None:
         # the SOA EXPIRE of zones from files
         self.expire_of: Callable[[dns.name.Name], int | None] | None = None
+        # [traffic hook: recent answer mix, geodns/traffic/mix.py] gets 1 in N steered
+        # answers (pool, query bytes, client) and returns the next N; None: off
+        self.mix: Callable[[str, bytes, str], int] | None = None
+        self._mix_left = 1
 
     # [operator hook: dnstap, geodns/ops/dnstap.py] Wraps handle() on this instance, so
     # the packet-cache path is covered too and nothing runs when dnstap is off. Install
@@ -248,7 +255,8 @@ class Handler:
         st = self.state
         key = data[2:]
         hit = st.packets[tcp].get(key)
-        if hit is not None and (hit[10] is None or hit[10] is st.health.snapshot):
+        if hit is not None and (hit[10] is None or (hit[10] == st.epoch
+                                and hit[11] is st.health.snapshot)):
             return self._replay(st, data, hit, client, tcp)
         shapes = st.shapes[tcp]
         guard = self.guard
@@ -311,7 +319,8 @@ class Handler:
             entry: PacketEntry = (
                 tail, q.qtype, rcode, sel[0] if sel else None, sel[1] if sel else None,
                 sel[2] if sel else 0, q.qname, q.ecs_addr if q.ecs else None,
-                q.ecs_source if q.ecs else 0, token, st.health.snapshot if sel else None)
+                q.ecs_source if q.ecs else 0, token, st.epoch if sel else None,
+                st.health.snapshot)
             st.packets[tcp].put(key, entry, len(key) + len(tail) + ENTRY_OVERHEAD)
         return out
 
@@ -361,6 +370,10 @@ class Handler:
             m.queries[("tcp" if tcp else "udp", shape.qtype, resp[3] & 15)] += 1
         if self.on_answer is not None:
             self.on_answer(t.pool, choice)
+        if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
+            self._mix_left -= 1
+            if self._mix_left <= 0:
+                self._mix_left = self.mix(t.pool, data, client)
         addr = raw + bytes(shape.width - shape.n)
         qlog = self.qlog
         if qlog is not None and qlog.sampled():
@@ -371,14 +384,15 @@ class Handler:
         if packets.admit(key):
             tail = resp[2:]
             packets.put(key, (tail, shape.qtype, resp[3] & 15, t.pool, choice, scope,
-                              shape.qname, addr, shape.source, None, rt.health.snapshot),
+                              shape.qname, addr, shape.source, None, st.epoch,
+                              st.health.snapshot),
                         len(key) + len(tail) + ENTRY_OVERHEAD)
         return resp
 
     def _replay(self, st: State, data: bytes, hit: PacketEntry, client: str,
                 tcp: bool) -> bytes | None:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
-        tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token, _ = hit
+        tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token, _, _ = hit
         st.hits += 1
         resp = data[:2] + tail
         guard = self.guard
@@ -390,8 +404,13 @@ class Handler:
         m = self.metrics
         if m is not None:
             m.queries[("tcp" if tcp else "udp", qtype, rcode)] += 1
-        if choice is not None and self.on_answer is not None:
-            self.on_answer(pool, choice)  # type: ignore[arg-type]
+        if choice is not None:
+            if self.on_answer is not None:
+                self.on_answer(pool, choice)  # type: ignore[arg-type]
+            if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
+                self._mix_left -= 1
+                if self._mix_left <= 0:
+                    self._mix_left = self.mix(pool, data, client)  # type: ignore[arg-type]
         qlog = self.qlog
         if qlog is not None and qlog.sampled():
             self._log(qlog, client, qname, qtype, rcode, ecs_addr,
@@ -400,8 +419,9 @@ class Handler:
         return resp
 
     def health_changed(self) -> None:
-        """Cached steered answers carry the health snapshot they were made under and are
-        not replayed under another one; static answers stay."""
+        """Steered answers may now be different (health, loads, a latency map): cached
+        ones of an older epoch are no longer replayed; static ones stay."""
+        self.state.epoch += 1
 
     def _log(self, qlog: QueryLog, client: str, qname: bytes, qtype: int, rcode: int,
              ecs_addr: bytes | None, ecs_source: int | None,
@@ -564,6 +584,10 @@ class Handler:
             self._cacheable = False  # depends on the source address, not on the bytes
         if self.on_answer is not None:
             self.on_answer(t.pool, choice)
+        if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
+            self._mix_left -= 1
+            if self._mix_left <= 0:
+                self._mix_left = self.mix(t.pool, q.data, client)
         self._sel = (t.pool, choice, scope)
         return t.render(q.qtype, choice), scope
 

@@ -16,6 +16,7 @@ from geodns.geo import GeoDB
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.selector import Selector
 from geodns.select.types import Selection
+from geodns.traffic.steering import Steering
 from geodns.zones.store import ZoneStore
 
 log = logging.getLogger("geodns")
@@ -31,12 +32,16 @@ class HealthHolder:
 class Runtime:
     """An immutable pairing of config, GeoIP database and the selector built on them."""
 
-    def __init__(self, config: Config, geo: GeoDB | None, health: HealthHolder) -> None:
+    def __init__(self, config: Config, geo: GeoDB | None, health: HealthHolder,
+                 steering: Steering | None = None) -> None:
         self.config = config
         self.geo = geo
         self.health = health
         started = time.monotonic()
-        self.selector = Selector(config, geo)
+        # [traffic hook] the selector reads ASN networks, latency maps and spill shares
+        # the server's steering keeps (geodns/traffic/steering.py); None: from files
+        self.selector = Selector(config, geo, inputs=steering.inputs(config)
+                                 if steering is not None else None)
         compiled = [p for p in self.selector.plans.values() if p.maps]
         if compiled:
             tables = self.selector.tables
@@ -49,11 +54,11 @@ class Runtime:
 
     @classmethod
     def load(cls, config: Config, health: HealthHolder | None = None,
-             geo: GeoDB | None = None) -> Runtime:
+             geo: GeoDB | None = None, steering: Steering | None = None) -> Runtime:
         """Open the GeoIP database only when some pool needs it (and reuse an open one)."""
         if geo is None and config.pools:
             geo = open_geoip(config)
-        return cls(config, geo, health or HealthHolder())
+        return cls(config, geo, health or HealthHolder(), steering)
 
     def select(self, pool: str, qtype: int, client: str | bytes,
                source_prefix: int | None) -> Selection:

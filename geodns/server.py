@@ -30,6 +30,7 @@ from geodns.ops.querylog import QueryLog
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.service import Service, bind_error, version
+from geodns.traffic.steering import Steering
 from geodns.xfr.service import XfrService, merge_zones
 from geodns.zones.load import ZoneFileError
 from geodns.zones.loader import ZoneLoader
@@ -127,7 +128,9 @@ class Server:
         self.loader = loader or ZoneLoader(opts.zones_dir)
         self.health = HealthHolder()
         self.config = config or Config.default()
-        self.runtime = Runtime.load(self.config, self.health)
+        # [traffic hook] loads, spill, latency maps, answer mix, guards (issue 12)
+        self.steering = Steering(self.config)
+        self.runtime = Runtime.load(self.config, self.health, steering=self.steering)
         self.monitor = HealthMonitor(self.config, on_change=self._health_changed)
         self.health.snapshot = self.monitor.snapshot
         self.metrics = Metrics(version=version())
@@ -153,7 +156,10 @@ class Server:
         if self.dnstap is not None:
             self.handler.tap(self.dnstap.wrap)
         self.handler.guard = Defences.build(self.config, self.metrics)  # RRL, cookies
-        self.backend = ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap)
+        self.steering.attach(self.handler, self.monitor, self.metrics,  # [traffic hook]
+                             lambda: self.runtime, control=opts.http is not None)
+        self.backend = ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap,
+                                     steering=self.steering)  # [traffic hook] steering=
         self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
         self.tcp.xfr = self.xfr.tcp_transfer  # xfr hook: AXFR/IXFR over TCP
@@ -214,7 +220,7 @@ class Server:
         geo = old.geo
         if geo is not None and (geo.changed() or geo.path != config.geoip.database):
             geo = None
-        return Runtime.load(config, self.health, geo)
+        return Runtime.load(config, self.health, geo, steering=self.steering)  # [traffic hook]
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -267,6 +273,7 @@ class Server:
             self.xfr.loaded(store)
             self.handler.guard = Defences.build(config, self.metrics, self.handler.guard)
             self.monitor.update_config(config)
+            self.steering.update_config(config, runtime.selector)  # [traffic hook]
             self.last_reload_error = []
             self.backend.on_reloaded(True, reason)  # [operator hook] logs the reload event
             self.service.reloaded(True, f"serving {len(store.zones)} zones")
@@ -291,6 +298,7 @@ class Server:
         geo_path = self.runtime.geo_path()
         if geo_path is not None:
             extra.add(str(geo_path))
+        extra |= self.steering.watched_files()  # [traffic hook] the ASN database
         # file_store: secondary zone copies are written by us, not watched (xfr hook)
         return sorted(set(paths) | self.file_store.files() | extra | {self.opts.zones_dir})
 
@@ -339,6 +347,7 @@ class Server:
             loop.add_signal_handler(sig, self.stopping.set)
         watcher = loop.create_task(self.watch())
         await self.monitor.start()
+        await self.steering.start()  # [traffic hook] polls load feeds, watches maps
         if self.qlog is not None:
             await self.qlog.start()
             log.info("query log: %s (sample %s)", self.qlog.path, self.qlog.sample_rate)
@@ -355,6 +364,7 @@ class Server:
         watcher.cancel()
         await self.xfr.stop()
         await self.monitor.stop()
+        await self.steering.stop()  # [traffic hook]
         if self.control is not None:
             await stop_control(self.control)
         if self.qlog is not None:

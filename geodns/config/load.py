@@ -46,12 +46,8 @@ _TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "dnstap",
                     "secondary")
 
 
-def parse_config(text: str, path: str | Path, *, allow_unwired: bool = False) -> Config:
-    """Validate TOML ``text`` as if read from ``path`` (relative paths resolve beside it).
-
-    Features the server does not act on yet (:mod:`geodns.config.unwired`) are problems
-    unless ``allow_unwired``: a config must not pass as if they worked.
-    """
+def parse_config(text: str, path: str | Path) -> Config:
+    """Validate TOML ``text`` as if read from ``path`` (relative paths resolve beside it)."""
     filename = str(path)
     try:
         data = tomllib.loads(text)
@@ -112,8 +108,8 @@ def parse_config(text: str, path: str | Path, *, allow_unwired: bool = False) ->
     if state_dir is None and (transfer is not None or secondary):
         state_dir = v.base_dir / DEFAULT_STATE_DIR
 
-    if v.problems or (v.unwired and not allow_unwired):
-        raise ConfigError(v.messages(unwired=not allow_unwired))
+    if v.problems:
+        raise ConfigError(v.messages())
     return Config(
         server=server, geoip=geoip, explain=explain, admin=admin,
         pops=MappingProxyType({k: p for k, p in pops.items() if p is not None}),
@@ -124,7 +120,7 @@ def parse_config(text: str, path: str | Path, *, allow_unwired: bool = False) ->
     )
 
 
-def load_config(path: str | Path, *, allow_unwired: bool = False) -> Config:
+def load_config(path: str | Path) -> Config:
     """Read and validate ``path``; raises :class:`ConfigError` listing every problem."""
     try:
         raw = Path(path).read_bytes()
@@ -135,4 +131,4 @@ def load_config(path: str | Path, *, allow_unwired: bool = False) -> Config:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise ConfigError([f"{path}:{line}: <file>: not valid UTF-8"]) from None
-    return parse_config(text, path, allow_unwired=allow_unwired)
+    return parse_config(text, path)

@@ -86,7 +86,6 @@ def _load_feed(v: _Validator, name: str, raw: object) -> LoadFeed | None:
             v.error((*path, "label"), f"not a Prometheus label name: {label!r}")
             label = None
         ok = ok and query is not None and label is not None
-    v.pending(path, "loads")
     if not ok:
         return None
     return LoadFeed(name=name, type=kind, path=feed_path, format=fmt or d.format, url=url,

@@ -108,7 +108,6 @@ def _pop(v: _Validator, name: str, raw: object, checks: Mapping[str, Any],
             hint = f"; did you mean {close[0]!r}?" if close else \
                 ("" if feeds else " (no [loads.NAME] sections)")
             v.error((*path, "load"), f"unknown load feed {load!r}{hint}")
-        v.pending((*path, "load"), "loads")
     load_key = v.string(tbl, "load_key", path, None)
     if load_key is not None and load is None:
         v.error((*path, "load_key"), "has no effect without load = \"FEED\"")

@@ -1,7 +1,6 @@
 """Pool options for data-driven steering: spillover, the latency strategy, ASN rules,
 guards.  Parsed and validated here so every pool parser problem keeps its
-``FILE:LINE: key.path`` form; each use is also flagged as pending (unwired.py) until
-the selector acts on it.
+``FILE:LINE: key.path`` form.
 """
 
 from __future__ import annotations
@@ -68,8 +67,6 @@ def asn_rules(v: _Validator, ctx: _PoolCtx, tbl: Mapping[str, Any],
             ok = False
             continue
         out[number] = pops
-    if sub:
-        v.pending(kp, "asn")
     return out if ok else None
 
 
@@ -125,8 +122,6 @@ def steering_options(v: _Validator, tbl: Mapping[str, Any], path: KeyPath,
         if key in tbl and not spill:
             v.error((*path, key), "has no effect without spill = true")
             ok = False
-    if spill:
-        v.pending((*path, "spill"), "spill")
     out.update(spill=spill, spill_at=float(at or 0.8), spill_step=float(step or 0.1))
 
     if strategy == "latency":
@@ -139,16 +134,12 @@ def steering_options(v: _Validator, tbl: Mapping[str, Any], path: KeyPath,
             ok = False
         out.update(fallback=fallback, map=map_path, max_age=float(max_age or 0),
                    margin=margin or DEFAULT_MARGIN)
-        v.pending((*path, "strategy"), "latency")
 
     min_up = v.number(tbl, "min_up", path, None, 1, 1000, integer=True)
     max_share = v.number(tbl, "max_share", path, None, 0, 1, lo_open=True)
     if ("min_up" in tbl and min_up is None) or ("max_share" in tbl and max_share is None):
         ok = False
     out.update(min_up=min_up, max_share=None if max_share is None else float(max_share))
-    for key in GUARD_KEYS:
-        if key in tbl:
-            v.pending((*path, key), "guards")
     return out if ok else None
 
 

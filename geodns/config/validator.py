@@ -64,25 +64,13 @@ class _Validator:
         self.locator = locator
         self.base_dir = base_dir
         self.problems: list[tuple[int, str]] = []
-        self.unwired: list[tuple[int, str]] = []  # valid, but not acted on yet (unwired.py)
 
     def error(self, path: KeyPath, problem: str) -> None:
         line = self.locator.line(path)
         self.problems.append((line, f"{self.filename}:{line}: {format_path(path)}: {problem}"))
 
-    def pending(self, path: KeyPath, feature: str) -> None:
-        """Record a use of a feature the server does not act on yet (see unwired.py)."""
-        from geodns.config.unwired import unwired_message
-
-        problem = unwired_message(feature)
-        if problem is not None:
-            line = self.locator.line(path)
-            self.unwired.append(
-                (line, f"{self.filename}:{line}: {format_path(path)}: {problem}"))
-
-    def messages(self, unwired: bool = False) -> list[str]:
-        found = self.problems + (self.unwired if unwired else [])
-        return [msg for _, msg in sorted(found, key=lambda p: p[0])]
+    def messages(self) -> list[str]:
+        return [msg for _, msg in sorted(self.problems, key=lambda p: p[0])]
 
     # generic helpers --------------------------------------------------------
 

@@ -391,13 +391,15 @@ class HealthMonitor:
     # --- overrides API ------------------------------------------------------------
 
     async def set_override(self, pattern: str, state: str,
-                           until: datetime | float | str | None = None) -> OverrideRule:
+                           until: datetime | float | str | None = None,
+                           force: bool = False) -> OverrideRule:
         """Force ``pattern`` (``fra``, ``fra/*``, ``*/192.0.2.20``) to up/down/drain.
 
         Takes effect at once; persisted to the admin-state file when there is one.
-        Raises :class:`geodns.health.overrides.OverrideError` on bad input.
+        Raises :class:`geodns.health.overrides.OverrideError` on bad input (and its
+        GuardRefused when a guard refuses it; ``force`` breaks the glass).
         """
-        return await self.overrides.set_override(pattern, state, until)
+        return await self.overrides.set_override(pattern, state, until, force)
 
     async def clear_override(self, pattern: str) -> bool:
         """Drop the override(s) with exactly this pattern; True if one existed."""

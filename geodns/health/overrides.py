@@ -18,8 +18,16 @@ extends a drill.  ``until`` may be at most :data:`MAX_AHEAD` (a year) ahead and 
 pattern at most :data:`MAX_PATTERN` characters; the API keeps at most
 :data:`MAX_API_RULES` rules.
 
-A file with any bad line is rejected as a whole (every problem logged as
-``FILE:LINE: problem``) and the previous rules stay; a deleted file clears them.
+A line may end in ``force`` (break glass, below).  A file with any bad line is
+rejected as a whole (every problem logged as ``FILE:LINE: problem``) and the previous
+rules stay; a deleted file clears them.
+
+Guards: when :attr:`Overrides.guard` is set (the server's steering), every new or
+changed rule, from the file or the API, is judged before it applies; a change that
+would break a pool's guard or a POP's capacity is refused whole (the file is
+rejected, the API call raises :class:`GuardRefused`), unless the rules that break
+them are marked ``force``: then they apply and the guard logs and counts them.
+Removing rules is never refused.
 The file is polled (mtime, size, inode) every second and read with aiofiles.  The
 in-memory API (:meth:`Overrides.set_override`, :meth:`Overrides.clear_override`)
 edits the same rules and, when a file is configured, persists them to it: edits are
@@ -58,6 +66,8 @@ __all__ = [
     "MAX_AHEAD",
     "MAX_API_RULES",
     "MAX_PATTERN",
+    "GuardFn",
+    "GuardRefused",
     "OverrideError",
     "OverrideRule",
     "Overrides",
@@ -81,12 +91,20 @@ _ADDR_GLOB_RE = re.compile(r"^[0-9A-Fa-f.:*?\[\]!-]+$")
 _RELATIVE_RE = re.compile(
     r"^\+(?:(\d{1,9})w)?(?:(\d{1,9})d)?(?:(\d{1,9})h)?(?:(\d{1,9})m)?(?:(\d{1,9})s)?$")
 _UNIT_SECONDS: Final = (7 * 86400, 86400, 3600, 60, 1)
-_USAGE: Final = '"PATTERN STATE [until TIME]"'
+_USAGE: Final = '"PATTERN STATE [until TIME] [force]"'
 _TIME_EXAMPLE: Final = "e.g. 2026-12-01T10:00:00Z or +30m"
 
 
 class OverrideError(Problems, ValueError):
     """Override rules were rejected (a ValueError, so the control API answers 400)."""
+
+
+class GuardRefused(OverrideError):
+    """A guard refused the change; ``verdict`` holds what it would break."""
+
+    def __init__(self, problems: list[str], verdict: Any) -> None:
+        super().__init__(problems)
+        self.verdict = verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +115,12 @@ class OverrideRule:
     state: State
     until: float | None = None  # wall clock (epoch seconds); None: until removed
     source: str = "api"  # "FILE:LINE" or "api"
+    force: bool = False  # break glass: applies even if it breaks a guard
+
+    @property
+    def ident(self) -> tuple[str, str, float | None, bool]:
+        """What the rule does (not where it was written)."""
+        return self.pattern, self.state, self.until, self.force
 
     def active(self, now: float) -> bool:
         """Not expired yet."""
@@ -110,14 +134,15 @@ class OverrideRule:
     def describe(self) -> str:
         """The rule as a file line (absolute expiry)."""
         return self.pattern + " " + self.state + (
-            f" until {format_time(self.until)}" if self.until is not None else "")
+            f" until {format_time(self.until)}" if self.until is not None else "") + (
+            " force" if self.force else "")
 
     def as_dict(self, now: float | None = None) -> dict[str, Any]:
         """Plain data for the control API and status pages."""
         now = time.time() if now is None else now
         return {"pattern": self.pattern, "state": self.state,
                 "until": format_time(self.until) if self.until is not None else None,
-                "active": self.active(now), "source": self.source}
+                "active": self.active(now), "source": self.source, "force": self.force}
 
 
 # --------------------------------------------------------------------------- parsing
@@ -264,6 +289,9 @@ def parse_overrides(text: str, filename: str = "<overrides>", *, base_time: floa
 
 
 def _parse_line(tokens: list[str], source: str, anchor: float) -> OverrideRule:
+    force = len(tokens) > 2 and tokens[-1].lower() == "force"
+    if force:
+        tokens = tokens[:-1]
     if len(tokens) == 1:
         raise ValueError(f"missing the state: expected {_USAGE}")
     pattern = parse_pattern(tokens[0])
@@ -277,7 +305,7 @@ def _parse_line(tokens: list[str], source: str, anchor: float) -> OverrideRule:
         if len(tokens) > 4:
             raise ValueError(f"unexpected text after the time: {' '.join(tokens[4:])!r}")
         until = parse_until(tokens[3], anchor)
-    return OverrideRule(pattern, state, until, source)
+    return OverrideRule(pattern, state, until, source, force)
 
 
 def resolve(rules: Iterable[OverrideRule], pops: Mapping[str, Pop],
@@ -301,6 +329,8 @@ def next_expiry(rules: Iterable[OverrideRule], now: float) -> float | None:
 
 
 Fingerprint = tuple[int, int, int]
+# (rules that would apply, force) -> a verdict with .allowed and .messages()
+GuardFn = Callable[[list[OverrideRule], bool], Any]
 
 
 class Overrides:
@@ -326,6 +356,8 @@ class Overrides:
         self._wake = asyncio.Event()
         self._active_sig: tuple[int, ...] = ()
         self._lock = asyncio.Lock()  # one file poll or API edit at a time
+        self.guard: GuardFn | None = None  # judges new rules before they apply
+        self._approved: str | None = None  # file text an API edit already had judged
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -443,6 +475,15 @@ class Overrides:
         except OverrideError as exc:
             self._reject(exc.problems)
             return False
+        approved, self._approved = self._approved, None
+        if text != approved:
+            verdict = self.judge(rules)
+            if verdict is not None:
+                self._reject([f"{self.path}: refused (nothing changed): {m}"
+                              for m in verdict.messages() if not m.startswith("forced: ")]
+                             + [f"{self.path}: to break glass anyway, end the line with "
+                                "'force' (logged and counted)"])
+                return False
         self._anchors = anchors
         now = self.clock()
         active = sum(r.active(now) for r in rules)
@@ -485,6 +526,50 @@ class Overrides:
             self.rules = [r for r in self.rules if r.active(now)]
             self._active_sig = self._signature()
 
+    # --- guards -------------------------------------------------------------------
+
+    def judge(self, rules: list[OverrideRule]) -> Any:
+        """The guard's refusal of replacing the current rules by ``rules`` (None: allowed).
+
+        Only new or changed rules are judged: those marked ``force`` are left out of
+        the judged change, then applied with the guard told so (it logs and counts
+        what they break)."""
+        if self.guard is None:
+            return None
+        old = {r.ident for r in self.rules}
+        fresh = [r for r in rules if r.ident not in old]
+        if not fresh:
+            return None
+        forced = {id(r) for r in fresh if r.force}
+        verdict = self.guard([r for r in rules if id(r) not in forced], False)
+        if not verdict.allowed:
+            return verdict
+        if forced:
+            self.guard(rules, True)
+        return None
+
+    def proposed(self, pattern: str, state: str, until: datetime | float | str | None = None,
+                 force: bool = False) -> list[OverrideRule]:
+        """The rules an API ``set_override`` would leave (for dry runs); OverrideError
+        on bad input."""
+        rule = self._rule(pattern, state, until, force)
+        return [*(r for r in self.rules if r.pattern != rule.pattern), rule]
+
+    def _rule(self, pattern: str, state: str, until: datetime | float | str | None,
+              force: bool) -> OverrideRule:
+        now = self.clock()
+        try:
+            norm = parse_pattern(pattern)
+            st = _parse_state(state)
+            expires = _until(until, now)
+            if expires is not None:
+                check_ahead(expires, now)
+        except ValueError as exc:
+            raise OverrideError([str(exc)]) from None
+        if expires is not None and expires <= now:
+            raise OverrideError([f"until {format_time(expires)} is in the past"])
+        return OverrideRule(norm, st, expires, "api", force)
+
     # --- reading ------------------------------------------------------------------
 
     def resolve(self, pops: Mapping[str, Pop]) -> dict[HealthKey, State]:
@@ -501,29 +586,22 @@ class Overrides:
     # --- in-memory API ------------------------------------------------------------
 
     async def set_override(self, pattern: str, state: str,
-                           until: datetime | float | str | None = None) -> OverrideRule:
+                           until: datetime | float | str | None = None,
+                           force: bool = False) -> OverrideRule:
         """Force ``pattern`` to ``state`` (optionally until a time); replaces an earlier
         rule with the same pattern and wins over every other rule (it goes last).
 
         Persisted to the admin-state file when one is configured.  Raises
         :class:`OverrideError` on a bad pattern, state or time, or when the file
-        currently has errors (fix the file first).
+        currently has errors (fix the file first); :class:`GuardRefused` when a guard
+        refuses it (``force``: apply it anyway, break glass).
         """
-        now = self.clock()
-        try:
-            norm = parse_pattern(pattern)
-            st = _parse_state(state)
-            expires = _until(until, now)
-            if expires is not None:
-                check_ahead(expires, now)
-        except ValueError as exc:
-            raise OverrideError([str(exc)]) from None
-        if expires is not None and expires <= now:
-            raise OverrideError([f"until {format_time(expires)} is in the past"])
-        rule = OverrideRule(norm, st, expires, "api")
+        rule = self._rule(pattern, state, until, force)
+        norm = rule.pattern
         if self.path is None:
             kept = [r for r in self.rules if r.pattern != norm]
             _check_count(kept)
+            _raise_refused(self.judge([*kept, rule]))
             self._replace([*kept, rule], [])
             return rule
         await self._edit_file(norm, rule.describe())
@@ -579,6 +657,8 @@ class Overrides:
                                    anchors=self._anchors)
         if line is not None:
             _check_count(rules[:-1])
+            _raise_refused(self.judge(rules))
+            self._approved = new_text  # judged: the poll below applies it as it is
         await _write_atomically(self.path, new_text)
         await self._poll()
         return True
@@ -603,6 +683,12 @@ async def _write_atomically(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _raise_refused(verdict: Any) -> None:
+    if verdict is not None:
+        messages = [m for m in verdict.messages() if not m.startswith("forced: ")]
+        raise GuardRefused(messages, verdict)
 
 
 def _check_count(rules: list[OverrideRule]) -> None:

@@ -39,6 +39,7 @@ from geodns.ops.status import (
     reload_status,
     zone_status,
 )
+from geodns.traffic.steering import Steering
 
 __all__ = ["HealthHolderLike", "MonitorLike", "ServerBackend", "ServerLike"]
 
@@ -73,7 +74,7 @@ class MonitorLike(Protocol):
     """What the adapter uses of geodns.health.monitor.HealthMonitor."""
 
     async def set_override(self, pattern: str, state: str,
-                           until: float | None = None) -> object: ...
+                           until: float | None = None, force: bool = False) -> object: ...
 
     async def clear_override(self, pattern: str) -> bool: ...
 
@@ -85,11 +86,12 @@ class ServerBackend:
 
     def __init__(self, server: ServerLike, metrics: Metrics,
                  monitor: MonitorLike | None = None, *, changes: int = 100,
-                 dnstap: Dnstap | None = None) -> None:
+                 dnstap: Dnstap | None = None, steering: Steering | None = None) -> None:
         self.server = server
         self.metrics = metrics
         self.monitor = monitor
         self.dnstap = dnstap
+        self.steering = steering  # issue 12: loads, spill, latency maps, mix, guards
         self.changes = ChangeLog(changes, metrics)
         self._snapshot = server.health.snapshot
         self.last_reason: str | None = None
@@ -127,6 +129,14 @@ class ServerBackend:
             data["overrides"] = mon.get("overrides", {}).get("rules", [])
             data["override_errors"] = mon.get("overrides", {}).get("errors", [])
             data["checks"] = mon.get("targets", {})
+        if self.steering is not None:
+            steering = self.steering.status()
+            data["steering"] = steering
+            for pop in data["pops"]:
+                figures = steering["pops"].get(pop["name"]) or {}
+                pop["load"] = figures.get("load")
+                pop["utilisation"] = figures.get("utilisation")
+                pop["load_stale"] = figures.get("stale")
         return data
 
     async def reload(self) -> tuple[bool, list[str]]:
@@ -134,11 +144,31 @@ class ServerBackend:
         ok = await self.server.reload("control API")
         return ok, [] if ok else list(self.server.last_reload_error)
 
-    async def set_override(self, target: str, state: str, until: float | None) -> None:
+    async def set_override(self, target: str, state: str, until: float | None,
+                           force: bool = False) -> None:
         """Forward to the health monitor (OverrideError is a ValueError: a 400)."""
         if self.monitor is None:
             raise ValueError("health overrides are not available (no health monitor)")
-        await self.monitor.set_override(target, state, until)
+        await self.monitor.set_override(target, state, until, force)
+
+    def dry_run(self, target: str, state: str, until: float | None,
+                force: bool = False) -> dict[str, Any]:
+        """What the override would do to the recent traffic mix, changing nothing."""
+        overrides = getattr(self.monitor, "overrides", None)
+        if self.steering is None or overrides is None:
+            raise ValueError("dry runs need the health monitor and the answer mix")
+        rules = overrides.proposed(target, state, until, force)
+        result = self.steering.predict(rules, f"{target} {state}")
+        report = result.as_dict()
+        _, covered = self.steering.mix.entries()
+        report["window_seconds"] = covered
+        return report
+
+    def traffic_mix(self) -> dict[str, Any]:
+        """The recent answer mix, health, loads and spill shares (simulate --from)."""
+        if self.steering is None:
+            return {"entries": [], "window_seconds": 0.0}
+        return self.steering.mix_doc()
 
     async def clear_override(self, target: str) -> bool:
         if self.monitor is None:

@@ -31,7 +31,13 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from geodns.health.overrides import format_time, match_targets, parse_pattern, parse_until
+from geodns.health.overrides import (
+    GuardRefused,
+    format_time,
+    match_targets,
+    parse_pattern,
+    parse_until,
+)
 from geodns.health.snapshot import STATES, key_label
 from geodns.logs import event
 from geodns.ops.metrics import CONTENT_TYPE, Metrics
@@ -53,7 +59,7 @@ ANSWER_WINDOW_MINUTES: Final = 5  # "share of answers" on /status and the page
 TICK_SECONDS: Final = 5.0  # how often the per-minute answer history is advanced
 MAX_BODY: Final = 64 * 1024
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.", "ip6-localhost"})
-_OVERRIDE_KEYS: Final = frozenset({"target", "state", "until"})
+_OVERRIDE_KEYS: Final = frozenset({"target", "state", "until", "force"})
 
 BACKEND_KEY: Final = web.AppKey("backend", object)  # a ControlBackend (Protocols are no keys)
 OPTIONS_KEY: Final = web.AppKey("options", dict)
@@ -76,7 +82,10 @@ class ControlBackend(Protocol):
 
     (:mod:`geodns.ops.status` builds each of these from the live objects.)
     ``set_override``/``clear_override`` may be plain or ``async`` methods; they raise
-    ``ValueError`` on bad input, which the API turns into a 400 with the message.
+    ``ValueError`` on bad input, which the API turns into a 400 with the message, and
+    :class:`~geodns.health.overrides.GuardRefused` when a guard refuses (409).
+    ``dry_run`` answers what an override would do (per POP current and predicted qps
+    and share, and what it would break); ``traffic_mix`` is the recent answer mix.
     """
 
     metrics: Metrics
@@ -85,8 +94,13 @@ class ControlBackend(Protocol):
 
     async def reload(self) -> tuple[bool, list[str]]: ...
 
-    def set_override(self, target: str, state: str,
-                     until: float | None) -> Awaitable[object] | None: ...
+    def set_override(self, target: str, state: str, until: float | None,
+                     force: bool = False) -> Awaitable[object] | None: ...
+
+    def dry_run(self, target: str, state: str, until: float | None,
+                force: bool = False) -> dict[str, Any]: ...
+
+    def traffic_mix(self) -> dict[str, Any]: ...
 
     def clear_override(self, target: str) -> Awaitable[bool] | bool: ...
 
@@ -260,16 +274,21 @@ async def _post_reload(request: web.Request) -> web.Response:
                              status=422)
 
 
-def parse_override(body: object, now: float) -> tuple[str, str, float | None]:
-    """Validate a PUT /overrides body -> (pattern, state, until epoch); ValueError explains."""
+def parse_override(body: object, now: float) -> tuple[str, str, float | None, bool]:
+    """Validate a PUT /overrides body -> (pattern, state, until epoch, force); ValueError
+    explains."""
     if not isinstance(body, dict):
         raise ValueError('expected a JSON object like {"target": "fra", "state": "down", '
                          '"until": "+30m"}')
     unknown = sorted(set(body) - _OVERRIDE_KEYS)
     if unknown:
         raise ValueError(f"unknown key(s) {_short(', '.join(map(repr, unknown)))}; "
-                         "expected target, state and optionally until")
+                         "expected target, state and optionally until and force")
     target, state, until = body.get("target"), body.get("state"), body.get("until")
+    force = body.get("force", False)
+    if not isinstance(force, bool):
+        raise ValueError('"force" must be true or false (true: apply even if it breaks a '
+                         "guard; logged and counted)")
     if not isinstance(target, str) or not target:
         raise ValueError('"target" is required: a POP ("fra"), every address of a POP '
                          '("fra/*") or one address ("fra/192.0.2.20")')
@@ -285,7 +304,7 @@ def parse_override(body: object, now: float) -> tuple[str, str, float | None]:
         expires = parse_until(until.strip(), now)
         if expires <= now:
             raise ValueError(f'"until" {until!r} is in the past')
-    return pattern, state.lower(), expires
+    return pattern, state.lower(), expires, force
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -318,7 +337,7 @@ async def _put_override(request: web.Request) -> web.Response:
         return _error(400, "body is not valid JSON: nested too deeply")
     now = time.time()
     try:
-        pattern, state, until = parse_override(body, now)
+        pattern, state, until, force = parse_override(body, now)
     except ValueError as exc:
         return _error(400, str(exc))
     pops = backend.status().get("pops")
@@ -330,16 +349,39 @@ async def _put_override(request: web.Request) -> web.Response:
             return _error(400, f"target {pattern!r} matches no POP or address "
                           f"(POPs: {known or 'none'})")
     until_text = format_time(until) if until is not None else None
+    if request.query.get("dry_run", "") not in ("", "0", "false"):
+        try:
+            report = backend.dry_run(pattern, state, until, force)
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return web.json_response({"ok": True, "dry_run": True, "target": pattern,
+                                  "state": state, "until": until_text, "matches": matched,
+                                  **report}, dumps=lambda o: json.dumps(o, default=str))
     try:
-        await _maybe_await(backend.set_override(pattern, state, until))
+        await _maybe_await(backend.set_override(pattern, state, until, force))
+    except GuardRefused as exc:
+        log.warning("control: override %s %s by %s refused by guards: %s", pattern, state,
+                    _client(request), "; ".join(exc.problems),
+                    extra=event("control", action="refused", client=_client(request),
+                                target=pattern, state=state, why="guard"))
+        return web.json_response(
+            {"ok": False, "error": "refused: it would break " + "; ".join(exc.problems)
+             + ' (send "force": true to apply it anyway: break glass, logged and counted)',
+             "refused": exc.problems}, status=409)
     except ValueError as exc:
         return _error(400, str(exc))
-    log.info("control: override %s %s%s set by %s", pattern, state,
-             f" until {until_text}" if until_text else "", _client(request),
+    log.info("control: override %s %s%s%s set by %s", pattern, state,
+             f" until {until_text}" if until_text else "", " (forced)" if force else "",
+             _client(request),
              extra=event("control", action="override_set", client=_client(request),
-                         target=pattern, state=state, until=until_text))
+                         target=pattern, state=state, until=until_text, force=force))
     return web.json_response({"ok": True, "target": pattern, "state": state,
-                              "until": until_text, "matches": matched})
+                              "until": until_text, "force": force, "matches": matched})
+
+
+async def _get_mix(request: web.Request) -> web.Response:
+    return web.json_response(_backend(request).traffic_mix(),
+                             dumps=lambda o: json.dumps(o, default=str))
 
 
 async def _delete_override(request: web.Request) -> web.Response:
@@ -396,6 +438,7 @@ def make_app(backend: ControlBackend, *, token: str | None = None,
     app.router.add_get("/metrics", _get_metrics)
     app.router.add_post("/reload", _post_reload)
     app.router.add_put("/overrides", _put_override)
+    app.router.add_get("/traffic/mix", _get_mix)
     app.router.add_delete("/overrides/{target:.+}", _delete_override)
     app.cleanup_ctx.append(_ticker)
     return app

@@ -216,6 +216,7 @@ def _pops_section(data: Mapping[str, Any]) -> str:
                       f'{_e(forced)}</span>') if forced else ""
         cap = (f'<span class="{"over" if over else ""}">{float(capacity):g} qps</span>'
                if capacity is not None else '<span class="muted">-</span>')
+        load = _load_cell(pop)
         rows.append(
             f'<tr class="pop state-{state}" data-pop="{_e(name)}" data-state="{state}" '
             f'data-share="{share:.4f}">'
@@ -228,14 +229,29 @@ def _pops_section(data: Mapping[str, Any]) -> str:
             f'<td class="num share">{share * 100:.1f}%</td>'
             f'<td class="num">{_spark(info.get("series") or [], "#0969da")} {qps:,.1f}/s'
             f'</td>'
-            f'<td class="num">{cap}</td></tr>')
+            f'<td class="num">{cap}</td><td class="num load">{load}</td></tr>')
     if not rows:
-        rows.append('<tr><td colspan="8" class="muted">no POPs configured</td></tr>')
+        rows.append('<tr><td colspan="9" class="muted">no POPs configured</td></tr>')
     return (f'<section class="wide" id="pops"><h2>POPs &middot; share of {total:,} answers '
             f'in the last {minutes} min</h2><table><thead><tr><th>POP</th><th>state</th>'
             '<th>checked</th><th>addresses</th><th>share</th><th class="num">%</th>'
-            '<th class="num">answer rate</th><th class="num">capacity</th></tr></thead><tbody>'
+            '<th class="num">answer rate</th><th class="num">capacity</th>'
+            '<th class="num">load</th></tr></thead><tbody>'
             + "".join(rows) + "</tbody></table></section>")
+
+
+def _load_cell(pop: Mapping[str, Any]) -> str:
+    """The POP's load feed against its capacity: ``950 of 1000 (95%)``."""
+    load, capacity = pop.get("load"), pop.get("capacity")
+    if not isinstance(load, int | float):
+        return '<span class="muted">-</span>'
+    stale = ' <span class="muted">(stale)</span>' if pop.get("load_stale") else ""
+    if not isinstance(capacity, int | float) or not capacity:
+        return f"{load:g}{stale}"
+    ratio = load / capacity
+    return (f'<span class="{"over" if ratio > 1 else ""}" title="load feed value against '
+            f'pops.{_e(pop.get("name"))}.capacity">{load:g} of {capacity:g} '
+            f'({ratio:.0%})</span>{stale}')
 
 
 def _changes_section(data: Mapping[str, Any], now: float) -> str:
@@ -285,10 +301,16 @@ def _reload_section(data: Mapping[str, Any], now: float) -> str:
 def _pools_section(data: Mapping[str, Any]) -> str:
     pools: list[Mapping[str, Any]] = list(data.get("pools") or [])
     states = {str(p.get("name")): _state(p.get("state")) for p in data.get("pops") or []}
+    steering: Mapping[str, Any] = data.get("steering") or {}
+    shares: Mapping[str, Any] = (steering.get("spill") or {}).get("shares") or {}
     rows = []
     for pool in pools:
+        shed = shares.get(str(pool.get("name"))) or {}
         members = " ".join(
-            f'<span class="addr {states.get(str(p), "none")}">{_e(p)}</span>'
+            f'<span class="addr {states.get(str(p), "none")}">{_e(p)}'
+            + (f' <span class="over" title="share of its client blocks sent elsewhere '
+               f'(spill)">sheds {float(shed[p]):.0%}</span>' if shed.get(p) else "")
+            + "</span>"
             for p in pool.get("pops") or [])
         rows.append(f'<tr><td>{_e(pool.get("name"))}</td><td>{_e(pool.get("strategy"))}'
                     f'</td><td class="num">{_e(pool.get("ttl", "-"))}</td><td>{members}'

@@ -1,10 +1,15 @@
 """``geodns simulate``: where would traffic go if these POPs failed?
 
-Clients (a CSV of ``ip_or_prefix,weight`` in qps, or a JSON-lines query log) are
-run through the very :class:`~geodns.select.selector.Selector` the server uses,
-once with everything up ("now") and once with the given POPs forced down or drained
-("scenario").  The table shows each POP's share of traffic in both, and flags POPs
-the scenario pushes past their configured ``capacity`` (qps).
+Clients (a CSV of ``ip_or_prefix,weight`` in qps, a JSON-lines query log, or a running
+server's recent answer mix with ``--from``) are run through the very
+:class:`~geodns.select.selector.Selector` the server uses, once with the current
+health ("now": everything up, or the server's) and once with the given POPs forced
+down or drained ("scenario").  Spill pools shed with the shares the given loads
+settle at (``--loads``) or the server's live shares; latency pools read their map;
+``asn.NNNN`` rules their database.  The table shows each POP's share of traffic in
+both, and flags POPs the scenario pushes past their ``capacity`` and pools whose
+guards (``min_up``, ``max_share``) it breaks (:func:`judge`, the verdict the server
+gives an override); ``--check`` turns that into exit status 3 for CI of drill plans.
 
 A client's traffic is split evenly over the addresses of its answer (resolvers
 rotate RRsets) and attributed to the POPs owning them; a CNAME answer goes wholly
@@ -22,6 +27,8 @@ import json
 import math
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,24 +41,40 @@ from geodns.config import Config, ConfigError, load_config
 from geodns.config.discover import DEFAULT_CONFIG, find_config
 from geodns.geo import GeoDB
 from geodns.health.overrides import OverrideRule, parse_pattern, resolve
-from geodns.health.snapshot import HealthKey, HealthSnapshot, State
+from geodns.health.snapshot import STATES, HealthKey, HealthSnapshot, State
 from geodns.problems import Problems
+from geodns.select.inputs import Inputs, load_asn, load_books
 from geodns.select.selector import Selector
+from geodns.select.spill import PopLoad, SpillHolder, SpillState
 from geodns.select.types import Selection
+from geodns.traffic.guards import (
+    Guards,
+    GuardVerdict,
+    PopFigures,
+    check_capacity,
+    check_guards,
+    combine,
+)
+from geodns.traffic.spill import steady_shares
 
 __all__ = [
     "Client",
     "ClientsError",
+    "LiveState",
     "SimResult",
     "build_parser",
+    "judge",
     "main",
+    "parse_live",
     "plot",
     "read_clients",
     "scenario_snapshot",
+    "serving_state",
     "simulate",
 ]
 
 NO_ANSWER: Final = "(no answer)"
+EXIT_BROKEN: Final = 3  # --check: the scenario breaks a guard or a capacity
 
 
 class ClientsError(Problems):
@@ -178,9 +201,11 @@ def _read_jsonl(name: str, text: str) -> tuple[list[Client], list[str]]:
 
 def scenario_snapshot(config: Config, down: Sequence[str] = (),
                       drain: Sequence[str] = (),
-                      base: Sequence[OverrideRule] = ()) -> HealthSnapshot:
+                      base: Sequence[OverrideRule] = (),
+                      now: HealthSnapshot | None = None) -> HealthSnapshot:
     """A snapshot with ``down``/``drain`` targets (POP, ``POP/*``, ``POP/ADDR``) forced,
-    on top of ``base`` rules (e.g. the admin-state file's).
+    on top of ``base`` rules (e.g. the admin-state file's) and of ``now`` (a server's
+    checked states and overrides, for ``--from``).
 
     ValueError when a target is malformed or matches nothing in the config.
     """
@@ -193,13 +218,32 @@ def scenario_snapshot(config: Config, down: Sequence[str] = (),
                 raise ValueError(f"{target!r} matches no POP or address (POPs: "
                                  f"{', '.join(config.pops) or 'none'})")
             rules.append(rule)
-    forced: dict[HealthKey, State] = resolve(rules, config.pops, time.time())
-    return HealthSnapshot.build(overrides=forced, generation=1)
+    forced: dict[HealthKey, State] = dict(now.overrides) if now is not None else {}
+    forced.update(resolve(rules, config.pops, time.time()))
+    return HealthSnapshot.build(real=now.real if now is not None else None,
+                                overrides=forced, generation=(now.generation + 1)
+                                if now is not None else 1)
+
+
+def serving_state(config: Config, health: HealthSnapshot, pop: str) -> State:
+    """A POP's state for guards: its own, or down when every address of it is."""
+    state = health.state(pop)
+    if state != "up":
+        return state
+    p = config.pops[pop]
+    addresses = (*p.ipv4, *p.ipv6)
+    if addresses and all(health.address_state(pop, a) != "up" for a in addresses):
+        return "down"
+    return "up"
 
 
 @dataclass(slots=True)
 class SimResult:
-    """Traffic (qps) per POP now and under the scenario, plus capacity verdicts."""
+    """Traffic (qps) per POP now and under the scenario, plus capacity verdicts.
+
+    ``loads`` (the POPs' current loads, when known) turn qps into capacity units: the
+    traffic a scenario moves from one POP to another carries the load per query of the
+    POP it leaves (:meth:`usage`; ``flows`` are the qps moving between POPs)."""
 
     pools: list[str]
     qtype: str
@@ -212,6 +256,13 @@ class SimResult:
     skipped: dict[str, int] = field(default_factory=dict)
     forced: dict[str, str] = field(default_factory=dict)  # POP -> down/drain (scenario)
     source: str = ""  # where the clients came from (the chart's title says it)
+    pool_now: dict[str, dict[str, float]] = field(default_factory=dict)
+    pool_scenario: dict[str, dict[str, float]] = field(default_factory=dict)
+    states_now: dict[str, State] = field(default_factory=dict)
+    states_scenario: dict[str, State] = field(default_factory=dict)
+    loads: dict[str, float] = field(default_factory=dict)
+    flows: dict[tuple[str, str], float] = field(default_factory=dict)  # (now, then) -> qps
+    verdict: GuardVerdict | None = None
 
     def pops(self) -> list[str]:
         """POPs in config order, then anything else that got traffic (NO_ANSWER last)."""
@@ -222,14 +273,45 @@ class SimResult:
             names.append(NO_ANSWER)
         return names
 
+    def load_per_qps(self, pop: str | None = None) -> float | None:
+        """Load (capacity units) per answered query per second of ``pop``, else (or
+        when it answered nothing now) of every POP whose load is known."""
+        if pop is not None and self.now.get(pop, 0.0) > 0 and pop in self.loads:
+            return self.loads[pop] / self.now[pop]
+        known = [p for p in self.loads if self.now.get(p, 0.0) > 0]
+        qps = sum(self.now[p] for p in known)
+        return sum(self.loads[p] for p in known) / qps if qps > 0 else None
+
+    def usage(self, pop: str, which: str = "scenario") -> float:
+        """What counts against ``pop``'s capacity: its qps; or with loads, its load now,
+        and under the scenario that load less what leaves it plus what arrives, each
+        at the load per query of the POP the traffic comes from."""
+        now, then = self.now.get(pop, 0.0), self.scenario.get(pop, 0.0)
+        avg = self.load_per_qps() if self.loads else None
+        if avg is None:
+            return then if which == "scenario" else now
+        mine = self.load_per_qps(pop) or avg
+        base = self.loads.get(pop, now * mine)
+        if which == "now":
+            return base
+        moved = 0.0
+        for (src, dst), qps in self.flows.items():
+            if src == dst:
+                continue
+            if src == pop:
+                moved -= qps * mine
+            elif dst == pop:
+                moved += qps * (self.load_per_qps(src) or avg)
+        return max(0.0, base + moved)
+
     def over(self, which: str = "scenario") -> list[str]:
-        """POPs whose qps exceed their capacity (``which``: "now" or "scenario")."""
-        load = self.scenario if which == "scenario" else self.now
+        """POPs past their capacity (``which``: "now" or "scenario")."""
         return [p for p, cap in self.capacity.items()
-                if cap is not None and load.get(p, 0.0) > cap]
+                if cap is not None and self.usage(p, which) > cap]
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-able (``--json``)."""
+        """JSON-able (``--json``, the dry-run answer)."""
+        verdict = self.verdict
         return {
             "pools": self.pools, "qtype": self.qtype, "clients": self.clients,
             "total_qps": self.total, "scenario": self.scenario_text,
@@ -239,37 +321,59 @@ class SimResult:
                          "scenario_qps": self.scenario.get(p, 0.0),
                          "scenario_share": (self.scenario.get(p, 0.0) / self.total
                                             if self.total else 0),
+                         "now_state": self.states_now.get(p),
+                         "scenario_state": self.states_scenario.get(p),
+                         "now_load": self.usage(p, "now") if self.loads else None,
+                         "scenario_load": self.usage(p) if self.loads else None,
                          "over_capacity_now": p in self.over("now"),
                          "over_capacity_scenario": p in self.over("scenario")}
                      for p in self.pops()},
+            "by_pool": {pool: {p: {"now_qps": self.pool_now.get(pool, {}).get(p, 0.0),
+                                   "scenario_qps": self.pool_scenario.get(pool, {}).get(p, 0.0)}
+                               for p in sorted(set(self.pool_now.get(pool, {}))
+                                               | set(self.pool_scenario.get(pool, {})))}
+                        for pool in self.pools},
             "skipped": self.skipped,
+            "allowed": verdict.allowed if verdict is not None else True,
+            "broken": [v.message for v in verdict.violations] if verdict is not None else [],
+            "forced": [v.message for v in verdict.forced] if verdict is not None else [],
+            "notes": list(verdict.notes) if verdict is not None else [],
         }
 
 
 def _attribute(sel: Selection, weight: float, owner: Mapping[str, str],
-               out: dict[str, float]) -> None:
+               out: dict[str, float]) -> dict[str, float]:
+    """Add ``weight`` to the POPs of the answer in ``out``; returns this client's part."""
+    mine: dict[str, float] = defaultdict(float)
     if sel.kind == "addresses" and sel.addresses:
         share = weight / len(sel.addresses)
         for address in sel.addresses:
-            out[owner.get(address, sel.pops[0] if sel.pops else NO_ANSWER)] += share
+            mine[owner.get(address, sel.pops[0] if sel.pops else NO_ANSWER)] += share
     elif sel.kind == "cname" and sel.pops:
-        out[sel.pops[0]] += weight
+        mine[sel.pops[0]] += weight
     else:
-        out[NO_ANSWER] += weight
+        mine[NO_ANSWER] += weight
+    for pop, qps in mine.items():
+        out[pop] += qps
+    return mine
 
 
 def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
              scenario: HealthSnapshot, pool: str | None = None, qtype: int | None = None,
-             scale: float = 1.0, scenario_text: str = "") -> SimResult:
-    """Run every client through ``selector`` with all-up health and with ``scenario``."""
+             scale: float = 1.0, scenario_text: str = "",
+             now: HealthSnapshot | None = None,
+             loads: Mapping[str, float] | None = None) -> SimResult:
+    """Run every client through ``selector`` with ``now`` (default: all up) and with
+    ``scenario``; per POP and per pool.  ``loads``: current POP loads (see SimResult)."""
     owner: dict[str, str] = {}
     for name, pop in config.pops.items():
         for address in (*pop.ipv4, *pop.ipv6):
             owner.setdefault(address, name)
-    now_health = HealthSnapshot.all_up()
-    now: dict[str, float] = defaultdict(float)
-    then: dict[str, float] = defaultdict(float)
+    now_health = now if now is not None else HealthSnapshot.all_up()
+    by_pool_now: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    by_pool_then: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     skipped: dict[str, int] = defaultdict(int)
+    flows: dict[tuple[str, str], float] = defaultdict(float)
     pools: dict[str, None] = {}
     qtypes: dict[str, None] = {}
     total = 0.0
@@ -283,20 +387,136 @@ def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
             continue
         qt = qtype if qtype is not None else (c.qtype if c.qtype is not None else 1)
         weight = c.weight * scale
-        _attribute(selector.select(p, qt, c.address, c.prefix, now_health), weight, owner,
-                   now)
-        _attribute(selector.select(p, qt, c.address, c.prefix, scenario), weight, owner,
-                   then)
+        before = _attribute(selector.select(p, qt, c.address, c.prefix, now_health), weight,
+                            owner, by_pool_now[p])
+        after = _attribute(selector.select(p, qt, c.address, c.prefix, scenario), weight,
+                           owner, by_pool_then[p])
+        if weight > 0:
+            for src, a in before.items():
+                for dst, b in after.items():
+                    flows[(src, dst)] += a * b / weight
         pools.setdefault(p)
         qtypes.setdefault(dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qt)))
         total += weight
         count += 1
     return SimResult(
         pools=list(pools), qtype=",".join(qtypes) or "-", clients=count, total=total,
-        now=dict(now), scenario=dict(then),
+        now=_sum(by_pool_now), scenario=_sum(by_pool_then),
         capacity={name: pop.capacity for name, pop in config.pops.items()},
         scenario_text=scenario_text or "nothing changed", skipped=dict(skipped),
-        forced={p: scenario.state(p) for p in config.pops if scenario.state(p) != "up"})
+        forced={p: scenario.state(p) for p in config.pops if scenario.state(p) != "up"},
+        pool_now={k: dict(v) for k, v in by_pool_now.items()},
+        pool_scenario={k: dict(v) for k, v in by_pool_then.items()},
+        states_now={p: serving_state(config, now_health, p) for p in config.pops},
+        states_scenario={p: serving_state(config, scenario, p) for p in config.pops},
+        loads=dict(loads or {}), flows=dict(flows))
+
+
+def _sum(per_pool: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
+    out: dict[str, float] = defaultdict(float)
+    for figures in per_pool.values():
+        for pop, qps in figures.items():
+            out[pop] += qps
+    return dict(out)
+
+
+def judge(config: Config, r: SimResult, *, force: bool = False,
+          guarded_only: bool = False) -> GuardVerdict:
+    """The guards of every pool that has some, and POP capacities, under ``r``'s
+    scenario: what an override is refused for (``force``: let through, reported as
+    forced).  ``guarded_only``: capacities only of the POPs of pools with guards (the
+    server's rule: a pool opts in with min_up or max_share); else every POP's."""
+    verdicts = []
+    guarded: set[str] = set()
+    for name, pool in config.pools.items():
+        if not Guards.of(pool).active:
+            continue
+        guarded.update(pool.referenced_pops())
+        now = r.pool_now.get(name, {})
+        then = r.pool_scenario.get(name, {})
+        figures = {p: PopFigures(now.get(p, 0.0), then.get(p, 0.0),
+                                 r.states_now.get(p, "up"), r.states_scenario.get(p, "up"))
+                   for p in pool.referenced_pops()}
+        verdicts.append(check_guards(name, Guards.of(pool), figures, force=force))
+    pops = [p for p in r.capacity if not guarded_only or p in guarded]
+    verdicts.append(check_capacity({p: r.usage(p, "now") for p in pops},
+                                   {p: r.usage(p) for p in pops},
+                                   {p: r.capacity[p] for p in pops},
+                                   force=force, unit=" load" if r.loads else " qps"))
+    verdict = combine(verdicts)
+    r.verdict = verdict
+    return verdict
+
+
+@dataclass(slots=True)
+class LiveState:
+    """What a running server told ``simulate --from``: its recent answer mix, health,
+    loads and spill shares."""
+
+    clients: list[Client]
+    health: HealthSnapshot
+    loads: dict[str, float]
+    spill: SpillState
+    window: float
+    source: str
+
+
+def _health_key(text: str) -> HealthKey:
+    pop, sep, address = text.partition("/")
+    return (pop, address) if sep else pop
+
+
+def parse_live(doc: Any, source: str) -> LiveState:
+    """The ``GET /traffic/mix`` document; ValueError when it is not one."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
+        raise ValueError(f"{source}: not a geodns answer mix (no entries)")
+    clients = []
+    for e in doc["entries"]:
+        if not isinstance(e, dict):
+            raise ValueError(f"{source}: bad entry {e!r}")
+        clients.append(Client(str(e["client"]), e.get("prefix"), float(e["qps"]),
+                              str(e["pool"]), int(e["qtype"])))
+    health = doc.get("health") or {}
+
+    def states(key: str) -> dict[HealthKey, State]:
+        raw = health.get(key) or {}
+        return {_health_key(k): cast(State, v) for k, v in raw.items() if v in STATES}
+
+    snap = HealthSnapshot.build(real=states("real"), overrides=states("overrides"),
+                                generation=1)
+    loads_doc = doc.get("loads") or {}
+    loads = {p: float(v["load"]) for p, v in loads_doc.items()
+             if isinstance(v, dict) and isinstance(v.get("load"), int | float)
+             and not v.get("stale")}
+    caps = {p: float(v["capacity"]) for p, v in loads_doc.items()
+            if isinstance(v, dict) and isinstance(v.get("capacity"), int | float)}
+    spill_doc = doc.get("spill") or {}
+    room = {pool: {p: PopLoad(float(v["load"]), float(v["capacity"]))
+                   for p, v in per_pop.items()}
+            for pool, per_pop in (spill_doc.get("room") or {}).items()}
+    spill = SpillState(1, {pool: {p: float(s) for p, s in shares.items()}
+                           for pool, shares in spill_doc.get("shares", {}).items()},
+                       {p: PopLoad(v, caps[p]) for p, v in loads.items() if p in caps},
+                       {pool: float(a) for pool, a in spill_doc.get("spill_at", {}).items()},
+                       room)
+    return LiveState(clients, snap, loads, spill, float(doc.get("window_seconds") or 0),
+                     source)
+
+
+def fetch_live(base: str, token: str | None = None, timeout: float = 10.0) -> LiveState:
+    """GET ``base``/traffic/mix (a server's control API); ValueError explains failures."""
+    url = base.rstrip("/") + "/traffic/mix"
+    req = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            doc = json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        raise ValueError(f"{url}: HTTP {exc.code}: {exc.read()[:200]!r}") from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise ValueError(f"{url}: {exc}") from None
+    return parse_live(doc, url)
 
 
 # --------------------------------------------------------------------------- output
@@ -321,12 +541,15 @@ def render_table(r: SimResult) -> str:
         a, b = r.now.get(p, 0.0), r.scenario.get(p, 0.0)
         cap = r.capacity.get(p)
         flag = ""
+        unit = "qps" if not r.loads else "load"
         if p in over_then and cap:
-            flag = f"OVER CAPACITY ({b / cap:.0%} of {_fmt_qps(cap)} qps)"
+            flag = f"OVER CAPACITY ({r.usage(p) / cap:.0%} of {_fmt_qps(cap)} {unit})"
             if p not in over_now:
                 flag += " <- pushed over by the scenario"
         elif p in over_now and cap:
-            flag = f"over capacity now ({a / cap:.0%})"
+            flag = f"over capacity now ({r.usage(p, 'now') / cap:.0%})"
+        elif cap and r.loads:
+            flag = f"load {r.usage(p, 'now') / cap:.0%} -> {r.usage(p) / cap:.0%} of capacity"
         rows.append((
             p, "-" if cap is None else _fmt_qps(cap), _fmt_qps(a),
             f"{a / r.total:.1%}" if r.total else "-", _fmt_qps(b),
@@ -348,16 +571,24 @@ def render_table(r: SimResult) -> str:
         lines.append(f"WARNING: over capacity under the scenario: {', '.join(sorted(over_then))}")
     else:
         lines.append("every POP with a capacity stays within it under the scenario")
+    v = r.verdict
+    if v is not None:
+        broken = [x.message for x in v.violations if x.guard != "capacity"]
+        lines += [f"GUARD BROKEN: {m}" for m in broken]
+        lines += [f"note: {n}" for n in v.notes if not n.startswith("capacity")]
+        if not broken:
+            lines.append("no guard (min_up, max_share) is broken by the scenario")
     return "\n".join(lines)
 
 
 PLOT_DPI: Final = 200  # sharp on slides and high-density screens
 
 
-def _bar_label(qps: float, cap: float | None) -> str:
+def _bar_label(qps: float, cap: float | None, usage: float | None = None) -> str:
+    """``qps`` and, with a capacity, the % of it used (``usage``: in load units)."""
     text = f"{qps:,.0f}" if qps >= 10 or qps == 0 else f"{qps:,.1f}"
     if cap:
-        text += f"\n{qps / cap:.0%}"
+        text += f"\n{(qps if usage is None else usage) / cap:.0%}"
     return text
 
 
@@ -385,8 +616,9 @@ def figure(r: SimResult) -> Any:
 
     names = r.pops()
     xs = list(range(len(names)))
-    now = [r.now.get(p, 0.0) for p in names]
-    then = [r.scenario.get(p, 0.0) for p in names]
+    # bars are qps, or with loads what counts against capacity (labels still say qps)
+    now = [r.usage(p, "now") if r.loads else r.now.get(p, 0.0) for p in names]
+    then = [r.usage(p) if r.loads else r.scenario.get(p, 0.0) for p in names]
     over_now, over_then = set(r.over("now")), set(r.over("scenario"))
     fig, ax = plt.subplots(figsize=(max(7.0, 1.8 * len(names) + 2), 5.0))
     w = 0.38
@@ -404,9 +636,11 @@ def figure(r: SimResult) -> Any:
             ax.hlines(cap, x - 0.45, x + 0.45, colors="#1f2328", linestyles="--",
                       linewidth=1.5, label="capacity" if not labelled else "_nolegend_")
             labelled = True
-        for dx, v, over in ((-w / 2, r.now.get(p, 0.0), p in over_now),
-                            (w / 2, r.scenario.get(p, 0.0), p in over_then)):
-            ax.annotate(_bar_label(v, cap), (x + dx, v),
+        for dx, v, use, over in (
+                (-w / 2, r.now.get(p, 0.0), r.usage(p, "now"), p in over_now),
+                (w / 2, r.scenario.get(p, 0.0), r.usage(p), p in over_then)):
+            ax.annotate(_bar_label(v, cap, use if r.loads else None),
+                        (x + dx, use if r.loads else v),
                         ha="center", va="bottom", fontsize=7.5,
                         color="#cf222e" if over else "#1f2328",
                         fontweight="bold" if over else "normal")
@@ -421,7 +655,8 @@ def figure(r: SimResult) -> Any:
     caps, _ = ax.get_legend_handles_labels()
     handles += caps
     ax.set_xticks(xs, [f"{p}\n({r.forced[p]})" if p in r.forced else p for p in names])
-    ax.set_ylabel("queries per second (labels: qps, % of capacity)")
+    ax.set_ylabel("load, in capacity units (labels: qps, % of capacity)" if r.loads
+                  else "queries per second (labels: qps, % of capacity)")
     source = f" from {r.source}" if r.source else ""
     ax.set_title(f"pool {', '.join(r.pools)} ({r.qtype}): {r.scenario_text}\n"
                  f"total {_fmt_qps(r.total)} qps, {r.clients} clients{source}",
@@ -441,8 +676,13 @@ def build_parser(prog: str = "geodns simulate") -> argparse.ArgumentParser:
                                 "now and with POPs down or drained, using the server's own "
                                 "selection code.")
     p.add_argument("--config", help="config file (default: ./geodns.toml when it exists)")
-    p.add_argument("--clients", required=True, help="CSV 'ip_or_prefix,weight' (weight in "
-                   "qps) or a JSON-lines query log (1 per line, times --scale)")
+    p.add_argument("--clients", help="CSV 'ip_or_prefix,weight' (weight in qps) or a "
+                   "JSON-lines query log (1 per line, times --scale)")
+    p.add_argument("--from", dest="from_url", metavar="URL",
+                   help="a running server's control API (e.g. http://127.0.0.1:8053): its "
+                   "health, loads and spill shares, and (without --clients) its recent "
+                   "answer mix")
+    p.add_argument("--token", help="bearer token for --from (a non-loopback control API)")
     p.add_argument("--down", action="extend", nargs="+", default=[], metavar="TARGET",
                    help="POP (or POP/*, POP/ADDRESS) forced down; repeatable")
     p.add_argument("--drain", action="extend", nargs="+", default=[], metavar="TARGET",
@@ -452,15 +692,67 @@ def build_parser(prog: str = "geodns simulate") -> argparse.ArgumentParser:
     p.add_argument("--qtype", help="A or AAAA (default A, or each log line's qtype)")
     p.add_argument("--scale", type=float, default=1.0,
                    help="multiply every weight (e.g. turn a log's line count into qps)")
+    p.add_argument("--loads", metavar="FILE", help="POP loads as a load feed file (JSON "
+                   "or CSV, as [loads] type file reads): spill pools shed what these loads "
+                   "settle at, and capacity counts in their unit")
+    p.add_argument("--load", action="append", default=[], metavar="POP=LOAD",
+                   help="one POP's load (repeatable; wins over --loads)")
+    p.add_argument("--check", action="store_true", help=f"exit {EXIT_BROKEN} when the "
+                   "scenario pushes a POP past its capacity or breaks a pool's guard "
+                   "(min_up, max_share): for CI of drill plans")
     p.add_argument("--geoip", help="mmdb file (default: the config's [geoip] database)")
     p.add_argument("--plot", metavar="FILE", help="write a PNG bar chart")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return p
 
 
+def read_loads(path: str | None, pairs: Sequence[str], config: Config) -> dict[str, float]:
+    """``--loads FILE`` and ``--load POP=LOAD``; ValueError names the problem."""
+    from geodns.traffic.feed_parse import FeedError, parse_csv_loads, parse_json_loads
+
+    out: dict[str, float] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path}:0: cannot read: {exc}") from None
+        parse = parse_csv_loads if path.lower().endswith(".csv") else parse_json_loads
+        try:
+            data = parse(text, path)
+        except FeedError as exc:
+            raise ValueError("\n".join(exc.problems)) from None
+        keys = {pop.feed_key: name for name, pop in config.pops.items()}
+        for key, value in data.values.items():
+            out[keys.get(key, key)] = value
+    for pair in pairs:
+        pop, sep, text = pair.partition("=")
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if not sep or not math.isfinite(number) or number < 0:
+            raise ValueError(f"--load {pair!r}: expected POP=LOAD, e.g. fra=950")
+        out[pop] = number
+    unknown = sorted(set(out) - set(config.pops))
+    if unknown:
+        raise ValueError(f"loads for unknown POPs: {', '.join(unknown)} "
+                         f"(POPs: {', '.join(config.pops)})")
+    return out
+
+
+def _fail(err: Any, lines: Iterable[str], code: int = 1) -> int:
+    for line in lines:
+        print(line, file=err)
+    return code
+
+
 def main(argv: list[str]) -> int:
-    """``geodns simulate ...``: 0 done, 1 bad input, 2 usage (argparse)."""
-    args = build_parser().parse_args(argv)
+    """``geodns simulate ...``: 0 done, 1 bad input, 2 usage (argparse), 3 (``--check``)
+    the scenario breaks a capacity or a guard."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.clients and not args.from_url:
+        parser.error("one of --clients or --from is required")
     err = sys.stderr
     choice = find_config(args.config)
     if choice.path is None:
@@ -472,15 +764,22 @@ def main(argv: list[str]) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=err)
-        return 1
+        return _fail(err, exc.problems)
+    live: LiveState | None = None
+    clients: list[Client] = []
     try:
-        clients = read_clients(args.clients)
+        if args.from_url:
+            live = fetch_live(args.from_url, args.token)
+            clients = live.clients
+        if args.clients:
+            clients = read_clients(args.clients)
+        elif not clients:
+            return _fail(err, [f"geodns simulate: {args.from_url}: no steered answers in "
+                               "the last minutes (nothing to predict)"])
     except ClientsError as exc:
-        for problem in exc.problems:
-            print(problem, file=err)
-        return 1
+        return _fail(err, exc.problems)
+    except ValueError as exc:
+        return _fail(err, [f"geodns simulate: {exc}"])
     if not config.pools:
         print(f"geodns simulate: {args.config} defines no pools", file=err)
         return 1
@@ -506,10 +805,20 @@ def main(argv: list[str]) -> int:
         print("geodns simulate: --scale must be a positive number", file=err)
         return 1
     try:
-        scenario = scenario_snapshot(config, args.down, args.drain)
+        loads = read_loads(args.loads, args.load, config)
+        scenario = scenario_snapshot(config, args.down, args.drain,
+                                     now=live.health if live is not None else None)
     except ValueError as exc:
-        print(f"geodns simulate: {exc}", file=err)
-        return 1
+        return _fail(err, [f"geodns simulate: {exc}"])
+    if live is not None:
+        spill = live.spill
+        loads = {**live.loads, **loads}
+    else:
+        spill = steady_shares(config, loads)
+    try:
+        inputs = Inputs(load_asn(config), load_books(config), SpillHolder(spill))
+    except Problems as exc:
+        return _fail(err, exc.problems)
     try:
         geo = GeoDB.open(args.geoip or config.geoip.database)
     except (OSError, ValueError) as exc:
@@ -517,12 +826,15 @@ def main(argv: list[str]) -> int:
         return 1
     parts = [f"{t} down" for t in args.down] + [f"{t} drained" for t in args.drain]
     try:
-        result = simulate(config, Selector(config, geo), clients, scenario=scenario,
-                          pool=pool, qtype=qtype, scale=args.scale,
-                          scenario_text=", ".join(parts))
-        result.source = str(args.clients)
+        result = simulate(config, Selector(config, geo, inputs=inputs), clients,
+                          scenario=scenario, pool=pool, qtype=qtype, scale=args.scale,
+                          scenario_text=", ".join(parts),
+                          now=live.health if live is not None else None, loads=loads)
+        result.source = str(args.clients) if args.clients else live.source \
+            if live is not None else "-"
     finally:
         geo.close()
+    verdict = judge(config, result)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
@@ -539,6 +851,10 @@ def main(argv: list[str]) -> int:
             return 1
         if not args.json:
             print(f"chart written to {args.plot}")
+    if args.check and not verdict.allowed:
+        for v in verdict.violations:
+            print(f"geodns simulate: broken: {v.message}", file=err)
+        return EXIT_BROKEN
     return 0
 
 

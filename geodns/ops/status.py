@@ -46,10 +46,14 @@ def pop_status(config: Config, health: HealthSnapshot) -> list[dict[str, Any]]:
 
 
 def pool_status(config: Config) -> list[dict[str, Any]]:
-    """Every pool: name, strategy, TTLs and the POPs it can answer with."""
+    """Every pool: name, strategy, TTLs, the POPs it can answer with, and its
+    data-driven options (spill, guards, latency map)."""
     return [{"name": name, "strategy": pool.strategy, "ttl": pool.ttl,
              "ttl_on_failure": pool.ttl_on_failure, "all_down": pool.all_down,
-             "pops": list(pool.referenced_pops())}
+             "pops": list(pool.referenced_pops()), "spill": pool.spill,
+             "min_up": pool.min_up, "max_share": pool.max_share,
+             "map": str(pool.map) if pool.map is not None else None,
+             "fallback": pool.fallback}
             for name, pool in config.pools.items()]
 
 

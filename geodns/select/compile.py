@@ -1,8 +1,10 @@
 """Compile a client-dependent pool into a :class:`RankingMap` per address family.
 
 Every network of the GeoIP database gets the ranking its record decides (geo rules
-or distances), adjacent networks with the same ranking merge, and ``nets`` rules are
-painted over the result (the longest matching prefix wins).  Rankings depend only on
+or distances), adjacent networks with the same ranking merge, then the networks of
+the ASN database whose AS has an ``asn.NNNN`` rule are painted over the result, then
+``nets`` rules (the longest matching prefix wins).  So a geo pool's precedence is
+nets > asn > subdivision > country > continent > default.  Rankings depend only on
 the config and the database, never on health, so this runs when either changes, off
 the serving path.  The rankings are the whole candidate order: any POP of it may
 decide an answer when the ones before it are down.
@@ -16,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from geodns.config import Config, Pool
+from geodns.geoip.asn_tables import AsnTables
 from geodns.geoip.tables import ALIAS_ROW, EMPTY_ROW, FamilyTable, GeoTables
 from geodns.select.maps import Alias, Entry, Ranking, RankingMap, flatten_nets
 
@@ -104,13 +107,23 @@ def _nets(pool: Pool, family: int, entries: _Entries) -> list[tuple[int, int, in
     return flatten_nets(blocks, bits)
 
 
-def compile_geo(pool: Pool, tables: GeoTables | None, family: int
-                ) -> tuple[RankingMap, RankingMap]:
-    """geo pools: the rule each record matches, then ``nets`` painted over.
+def _asn(pool: Pool, asn: AsnTables | None, family: int,
+         entries: _Entries) -> list[tuple[int, int, int]]:
+    table = asn.family(family) if asn is not None and pool.asn else None
+    if table is None:
+        return []
+    rids = {n: entries.id(Ranking(f"asn.{n}", pops)) for n, pops in pool.asn.items()}
+    return table.segments(rids)
+
+
+def compile_geo(pool: Pool, tables: GeoTables | None, family: int,
+                asn: AsnTables | None = None) -> tuple[RankingMap, RankingMap]:
+    """geo pools: the rule each record matches, then ``asn`` rules, then ``nets``.
 
     Returns (the map, the map without ``nets``): IPv4 addresses inside IPv6 (6to4,
-    ::ffff:0:0/96) are located like IPv4 ones, but IPv4 ``nets`` rules do not apply
-    to IPv6 clients."""
+    ::ffff:0:0/96) are located like IPv4 ones and their AS is the IPv4 address's
+    (MaxMind's ASN databases alias the same blocks), but IPv4 ``nets`` rules do not
+    apply to IPv6 clients."""
     entries = _Entries()
     default_rid = entries.id(Ranking("default", pool.default or pool.pops))
     table = tables.family(family) if tables is not None else None
@@ -127,8 +140,10 @@ def compile_geo(pool: Pool, tables: GeoTables | None, family: int
             rid_of_key[i] = entries.id(geo_rule(pool, continent, country, f.subdivisions[sub]))
         rid_of_row = rid_of_key[inverse]
     rmap = _runs(table, family, rid_of_row, default_rid, entries)
+    by_asn = _asn(pool, asn, family, entries)
     segments = _nets(pool, family, entries)
     rmap.entries = entries.list()
+    rmap = rmap.overlay(by_asn)
     return rmap.overlay(segments), rmap
 
 

@@ -20,7 +20,8 @@ from typing import Final, Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["Alias", "AnswerMap", "Ranking", "RankingMap", "flatten_nets", "widest_block"]
+__all__ = ["Alias", "AnswerMap", "Hashed", "Ranking", "RankingMap", "flatten_nets",
+           "widest_block"]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -41,7 +42,15 @@ class Alias:
     depth: int
 
 
-Entry = Ranking | Alias
+@dataclass(frozen=True, slots=True)
+class Hashed:
+    """An interval whose clients are ranked by the weighted hash of their /24 (/56):
+    a ``latency`` pool's ``weighted`` fallback outside the latency map."""
+
+    rule: str = "weighted hash of the client's /24 (/56)"
+
+
+Entry = Ranking | Alias | Hashed
 FULL: Final = {4: 1 << 32, 6: 1 << 128}
 
 

@@ -2,32 +2,59 @@
 
 ``Plan.decide`` is the per-query step: look the client up in the answer map of the
 current health (built from the compiled ranking map once per health snapshot), or
-hash it (``weighted``), or take the fixed order (``failover``/``all``).
+hash it (``weighted``), or take the fixed order (``failover``/``all``).  Answers of a
+spill pool whose first POP sheds blocks are :class:`SpillAnswer` values: the client's
+/24 (/56) hash picks between the answer and its alternatives.
+
+A ``latency`` pool compiles its fallback strategy (geo or nearest maps, or one
+interval for failover and weighted) and paints the latency map over it
+(:mod:`geodns.select.latency`); when the map is missing or older than ``max_age`` the
+fallback's maps answer alone.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Final, cast
 
 from geodns.config import Config, Pool, Pop
+from geodns.geoip.asn_tables import AsnTables
 from geodns.geoip.tables import GeoTables
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.compile import NO_LOCATION_RULE, compile_geo, compile_nearest
 from geodns.select.hrw import hrw_rank, pop_seed
-from geodns.select.maps import Alias, AnswerMap, Entry, Ranking, RankingMap, widest_block
+from geodns.select.latency import (
+    IPNetwork,
+    LatencyBook,
+    LatencyChoice,
+    latency_choices,
+    overlay_latency,
+)
+from geodns.select.maps import (
+    Alias,
+    AnswerMap,
+    Entry,
+    Hashed,
+    Ranking,
+    RankingMap,
+    widest_block,
+)
+from geodns.select.spill import SPILL_UNIT, SpillAnswer, SpillHolder, SpillState
 from geodns.select.types import Kind, Selection
 
-__all__ = ["COMPILED", "FAM_CNAME", "WEIGHTED_PREFIX", "Answer", "Plan"]
+__all__ = ["FAM_CNAME", "WEIGHTED_PREFIX", "Answer", "Plan", "kind_of"]
 
 QTYPE_A: Final = 1
 QTYPE_AAAA: Final = 28
 FAM_CNAME: Final = 0  # family key of CNAME pools: the answer is the same for every qtype
-WEIGHTED_PREFIX: Final = {4: 24, 6: 56}  # stickiness unit of weighted pools
-COMPILED: Final = frozenset({"geo", "nearest"})
+WEIGHTED_PREFIX: Final = SPILL_UNIT  # stickiness unit of weighted pools: /24, /56
 _UNLIMITED: Final = 1 << 30
 V4_IN_V6: Final = -4  # map key: IPv4 space reached from IPv6 clients (without IPv4 nets)
+_CACHED_TOKENS: Final = 4  # health snapshots whose answers a plan keeps (live + what-ifs)
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +82,24 @@ class Answer:
                          self.key)
 
 
+def kind_of(pool: Pool) -> str:
+    """The strategy whose rules rank a pool's clients (a latency pool's fallback)."""
+    if pool.strategy == "latency":
+        return pool.fallback or "nearest"
+    return pool.strategy
+
+
 class Plan:
     """One pool: its options, compiled ranking maps and per-health caches."""
 
-    def __init__(self, pool: Pool, config: Config, tables: GeoTables | None) -> None:
+    def __init__(self, pool: Pool, config: Config, tables: GeoTables | None, *,
+                 asn: AsnTables | None = None, latency: LatencyBook | None = None,
+                 spill: SpillHolder | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.pool = pool
         self.name = pool.name
         self.strategy = pool.strategy
+        self.kind = kind_of(pool)
         self.ttl = pool.ttl
         self.ttl_fail = pool.ttl_on_failure
         self.want = pool.answers if pool.answers is not None else _UNLIMITED
@@ -71,31 +109,51 @@ class Plan:
         self.cname_mode = bool(refs) and all(self.pops[p].cname is not None for p in refs)
         self.addrs: dict[str, dict[int, tuple[str, ...]]] = {
             p: {4: pop.ipv4, 6: pop.ipv6} for p, pop in self.pops.items()}
-        self.order = Ranking("fixed order" if pool.strategy != "all" else "all POPs",
-                             pool.pops)
+        self.order = Ranking("fixed order" if self.kind != "all" else "all POPs", pool.pops)
         self.default = Ranking("default", pool.default or pool.pops)
         self.weighted = [(p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops]
-        self.maps: dict[int, RankingMap] = {}
-        if pool.strategy == "geo":
-            self.maps[4], base4 = compile_geo(pool, tables, 4)
-            self.maps[6], _ = compile_geo(pool, tables, 6)
-            if base4 is not self.maps[4]:
-                self.maps[V4_IN_V6] = base4  # IPv4 inside IPv6: no IPv4 nets rules
-        elif pool.strategy == "nearest":
-            self.maps = {f: compile_nearest(pool, config, tables, f) for f in (4, 6)}
+        self.spill = spill if pool.spill else None
+        self.base_maps: dict[int, RankingMap] = {}
+        if self.kind == "geo":
+            self.base_maps[4], base4 = compile_geo(pool, tables, 4, asn)
+            self.base_maps[6], _ = compile_geo(pool, tables, 6, asn)
+            if base4 is not self.base_maps[4]:
+                self.base_maps[V4_IN_V6] = base4  # IPv4 inside IPv6: no IPv4 nets rules
+        elif self.kind == "nearest":
+            self.base_maps = {f: compile_nearest(pool, config, tables, f) for f in (4, 6)}
+        elif self.strategy == "latency":  # failover or weighted outside the map
+            entry: Entry = Hashed() if self.kind == "weighted" else self.order
+            self.base_maps = {f: RankingMap.single(f, entry) for f in (4, 6)}
+        self.maps = self.base_maps
+        self.latency = latency
+        self.choices: dict[int, list[LatencyChoice]] = {}  # what the overlay painted
+        self.latency_maps: dict[int, RankingMap] = {}
+        self.latency_stale = True
+        self.compiled_from: object = None  # the LatencyMap the latency maps come from
         self.unknown = self._unknown_ranking()
         self._token: Hashable = None
+        self._caches: OrderedDict[Hashable, tuple[dict[tuple[int, tuple[str, ...]], Answer],
+                                                  dict[tuple[int, int], AnswerMap[object]],
+                                                  dict[int, object]]] = OrderedDict()
         self._answers: dict[tuple[int, tuple[str, ...]], Answer] = {}
-        self._amaps: dict[tuple[int, int], AnswerMap[Answer]] = {}
-        self._fixed: dict[int, Answer | None] = {}
+        self._amaps: dict[tuple[int, int], AnswerMap[object]] = {}
+        self._fixed: dict[int, object] = {}
+        self._resolved: dict[tuple[int, tuple[str, ...]], object] = {}
+        self._spill_state: SpillState | None = None
+        self._spill_token: Hashable = ()
+        if latency is not None and self.strategy == "latency":
+            maps, choices, incumbents = self.compile_latency(latency)
+            latency.incumbents = incumbents
+            self.install_latency(maps, choices, latency.stale(pool.max_age, clock()),
+                                 latency.map)
 
     def _unknown_ranking(self) -> Ranking:
         """The ranking of a client that gave no usable address (ECS source /0)."""
-        if self.strategy == "geo":
+        if self.kind == "geo":
             return self.default
-        if self.strategy == "nearest":
+        if self.kind == "nearest":
             return Ranking(NO_LOCATION_RULE, self.default.pops)
-        if self.strategy == "weighted":
+        if self.kind == "weighted":
             return Ranking("weighted hash of 0/0", hrw_rank(0, self.weighted))
         return self.order
 
@@ -112,21 +170,82 @@ class Plan:
     def eligible(self, pop: str, fam: int) -> bool:
         return fam == FAM_CNAME or bool(self.addrs[pop][fam])
 
+    # ------------------------------------------------------------------ latency maps
+
+    def compile_latency(self, book: LatencyBook
+                        ) -> tuple[dict[int, RankingMap], dict[int, list[LatencyChoice]],
+                                   dict[IPNetwork, str]]:
+        """The fallback maps with ``book``'s map painted over, the choices per family
+        and the new incumbents.  Pure: safe to run off the serving thread; nothing
+        changes until :meth:`install_latency`."""
+        if book.map is None:
+            return dict(self.base_maps), {}, dict(book.incumbents)
+        choices = latency_choices(self.pool, book.map, book.incumbents)
+        by_fam = {f: [c for c in choices if c.net.version == f] for f in (4, 6)}
+        maps = dict(self.base_maps)
+        order = self.pool.referenced_pops()
+        for f in (4, 6):
+            maps[f] = overlay_latency(self.base_maps[f], by_fam[f], order)
+        if maps[4] is not self.base_maps[4]:  # IPv4 inside IPv6: rows are per family
+            maps[V4_IN_V6] = self.base_maps.get(V4_IN_V6, self.base_maps[4])
+        incumbents = {c.net: c.pops[0] for c in choices}
+        return maps, by_fam, incumbents
+
+    def install_latency(self, maps: dict[int, RankingMap],
+                        choices: dict[int, list[LatencyChoice]], stale: bool,
+                        source: object = None) -> None:
+        """Serve ``maps`` (from :meth:`compile_latency` of the map ``source``), or the
+        fallback while stale."""
+        self.latency_maps, self.choices, self.compiled_from = maps, choices, source
+        self.set_stale(stale)
+
+    def set_stale(self, stale: bool) -> None:
+        """The map went stale (or fresh again): switch between it and the fallback."""
+        self.latency_stale = stale
+        self.maps = self.base_maps if stale or not self.latency_maps else self.latency_maps
+        self.invalidate()
+
+    def invalidate(self) -> None:
+        """Forget every answer resolved so far (the maps or the spill state changed)."""
+        self._caches.clear()
+        self._token = None
+        self._answers, self._amaps, self._fixed, self._resolved = {}, {}, {}, {}
+
     # ------------------------------------------------------------------ per query
 
     def _sync(self, health: HealthSnapshot) -> None:
+        """Switch the caches to ``health``'s (kept for a few snapshots, so what-if
+        questions about other snapshots do not throw the live answers away)."""
+        spill = self.spill
+        if spill is not None and spill.state is not self._spill_state:
+            self._spill_sync(spill.state)
         token = health.cache_token
-        if token != self._token:
-            self._token = token
-            self._answers.clear()
-            self._amaps.clear()
-            self._fixed.clear()
+        if token == self._token:
+            return
+        caches = self._caches
+        found = caches.pop(token, None)
+        if found is None:
+            found = ({}, {}, {})
+        caches[token] = found
+        while len(caches) > _CACHED_TOKENS:
+            caches.popitem(last=False)
+        self._token = token
+        self._answers, self._amaps, self._fixed = found
+        self._resolved = {}
+
+    def _spill_sync(self, state: SpillState) -> None:
+        self._spill_state = state
+        token = state.tokens.get(self.name, ())
+        if token != self._spill_token:
+            self._spill_token = token
+            self.invalidate()
 
     def decide(self, fam: int, cfam: int, addr: int, source: int | None,
                health: HealthSnapshot) -> tuple[Answer, int]:
         """(answer, ECS scope) for client ``addr`` of family ``cfam``, already masked to
         ``source`` (None: the source address of the query, 0: the client opted out)."""
-        if self._token != health.cache_token:
+        if self._token != health.cache_token or (
+                self.spill is not None and self.spill.state is not self._spill_state):
             self._sync(health)
         if source == 0:
             return self.answer(fam, self.unknown.pops, health), 0
@@ -135,41 +254,60 @@ class Plan:
             if amap is None:
                 amap = self.answer_map(cfam, fam, health)
             ans, start, end = amap.lookup(addr)
+            if ans.__class__ is Answer:
+                return cast(Answer, ans), widest_block(addr, start, end, amap.bits) \
+                    if amap.n > 1 else 0
+            scope = widest_block(addr, start, end, amap.bits) if amap.n > 1 else 0
             if ans.__class__ is Alias:  # cfam 6 only
                 depth = cast(Alias, ans).depth
                 v4 = (addr >> (96 - depth)) & 0xFFFFFFFF
                 a4, scope4 = self.decide(fam, V4_IN_V6 if V4_IN_V6 in self.maps else 4, v4,
                                          source, health)
-                return a4, depth + scope4
-            return cast(Answer, ans), widest_block(addr, start, end, amap.bits) \
-                if len(amap) > 1 else 0
+                # never wider than the IPv4 block's part that rules of IPv6 left alone
+                return a4, max(depth + scope4, scope)
+            hfam = 4 if cfam == V4_IN_V6 else cfam
+            unit = SPILL_UNIT[hfam]
+            if ans.__class__ is SpillAnswer:
+                return cast(SpillAnswer, ans).pick(hfam, addr), max(scope, unit)
+            return self._hashed(fam, hfam, addr, health), max(scope, unit)
         if fam in self._fixed:
             fixed = self._fixed[fam]
         else:
             fixed = self._fixed[fam] = self._untailored(fam, health)
         if fixed is not None:
-            return fixed, 0
-        # weighted: the client's /24 (/56) picks its ranking
+            if fixed.__class__ is SpillAnswer:
+                return cast(SpillAnswer, fixed).pick(cfam, addr), SPILL_UNIT[cfam]
+            return cast(Answer, fixed), 0
+        return self._hashed(fam, cfam, addr, health), SPILL_UNIT[cfam]
+
+    def _hashed(self, fam: int, cfam: int, addr: int, health: HealthSnapshot) -> Answer:
+        """weighted: the client's /24 (/56) picks its ranking."""
         unit = WEIGHTED_PREFIX[cfam]
         prefix = addr >> ((32 if cfam == 4 else 128) - unit)
         ranking = hrw_rank((prefix << 1) | (cfam == 6), self.weighted)
-        return self.answer(fam, ranking, health), unit
+        got = self.resolved(fam, ranking, health)
+        if got.__class__ is SpillAnswer:
+            return cast(SpillAnswer, got).pick(cfam, addr)
+        return cast(Answer, got)
 
-    def answer_map(self, cfam: int, fam: int, health: HealthSnapshot) -> AnswerMap[Answer]:
+    def answer_map(self, cfam: int, fam: int, health: HealthSnapshot) -> AnswerMap[object]:
         """The compiled map of ``cfam`` resolved under ``health`` (cached per snapshot)."""
         self._sync(health)
         found = self._amaps.get((cfam, fam))
         if found is None:
-            def resolve(entry: Entry) -> Answer | Alias:
+            def resolve(entry: Entry) -> object:
                 if isinstance(entry, Alias):
                     # IPv4 inside IPv6: when every IPv4 client gets the same answer, so
                     # does the whole block, which may then merge with its neighbours.
                     v4 = self.answer_map(V4_IN_V6 if V4_IN_V6 in self.maps else 4, fam,
                                          health)
-                    return cast(Answer, v4.answers[0]) if len(v4) == 1 else entry
-                return self.answer(fam, entry.pops, health)
+                    return v4.answers[0] if len(v4) == 1 else entry
+                if isinstance(entry, Hashed):
+                    return entry
+                return self.resolved(fam, entry.pops, health)
 
-            found = AnswerMap.build(self.maps[cfam], resolve, health.cache_token, _seen_as)
+            found = AnswerMap.build(self.maps[cfam], resolve,
+                                    (health.cache_token, self._spill_token), _seen_as)
             self._amaps[(cfam, fam)] = found
         return found
 
@@ -182,12 +320,49 @@ class Plan:
             hit = self._answers[key] = self._compute(fam, ranked, health)
         return hit
 
-    def _untailored(self, fam: int, health: HealthSnapshot) -> Answer | None:
+    def resolved(self, fam: int, ranked: tuple[str, ...], health: HealthSnapshot
+                 ) -> Answer | SpillAnswer:
+        """:meth:`answer`, or a :class:`SpillAnswer` when its first POP sheds blocks."""
+        base = self.answer(fam, ranked, health)
+        if self.spill is None or base.all_down or not base.pops:
+            return base
+        key = (fam, ranked)
+        hit = self._resolved.get(key)
+        if hit is None:
+            hit = self._resolved[key] = self._spilled(fam, ranked, base, health)
+        return cast("Answer | SpillAnswer", hit)
+
+    def _spilled(self, fam: int, ranked: tuple[str, ...], base: Answer,
+                 health: HealthSnapshot) -> Answer | SpillAnswer:
+        state = self._spill_state or SpillState()
+        pop = base.pops[0]
+        share = state.share(self.name, pop)
+        if share <= 0:
+            return base
+        after = ranked[ranked.index(pop) + 1:]
+        cands = tuple(q for q in after if self.eligible(q, fam) and health.state(q) == "up")
+        receivers = state.receivers(self.name, cands)
+        if not receivers:
+            return base
+        total = sum(w for _, w in receivers)
+        cuts: list[float] = []
+        alts: list[Answer] = []
+        acc = 0.0
+        for q, w in receivers:
+            acc += w
+            cuts.append(acc / total)
+            alts.append(self.answer(fam, (q, *(x for x in ranked if x not in (pop, q))),
+                                    health))
+        cuts[-1] = 1.0
+        return SpillAnswer(base, pop, min(1.0, share), tuple(cuts), tuple(alts), receivers)
+
+    def _untailored(self, fam: int, health: HealthSnapshot) -> Answer | SpillAnswer | None:
         """The answer when no client can get another one, else None (weighted pools:
-        at most one candidate, or nothing up and a policy that ignores the ranking)."""
+        at most one candidate, or nothing up and a policy that ignores the ranking).
+        A SpillAnswer: the same for everyone but the client's hash."""
+        if self.kind != "weighted":
+            return self.resolved(fam, self.order.pops, health)
         full = self.answer(fam, self.order.pops, health)
-        if self.strategy != "weighted":
-            return full
         cands = [p for p in self.pool.pops if self.eligible(p, fam)]
         if len(cands) <= 1 or (full.all_down and self.all_down != "fail_open"):
             return full
@@ -251,8 +426,12 @@ class Plan:
         return tuple(addrs), None, tuple(pops), tuple(skipped)
 
 
-def _seen_as(answer: Answer | Alias) -> Hashable:
-    """What decides whether two intervals merge: the records and the POPs counted."""
-    if isinstance(answer, Alias):
-        return answer
-    return (answer.key, answer.pops)
+def _seen_as(answer: object) -> Hashable:
+    """What decides whether two intervals merge: the records and the POPs counted (a
+    spilled answer: that of each of its outcomes, and the cuts between them)."""
+    if isinstance(answer, Answer):
+        return (answer.key, answer.pops)
+    if isinstance(answer, SpillAnswer):
+        return (_seen_as(answer.base), answer.share, answer.cuts,
+                tuple(_seen_as(a) for a in answer.alts))
+    return answer

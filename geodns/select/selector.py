@@ -6,15 +6,20 @@ health-independent ranking.  Per query (:meth:`Selector.decide`) that is one bis
 in the map resolved for the current health snapshot, whose merged intervals also give
 the ECS scope: the widest block around the client that gets the same answer.
 ``weighted`` pools hash the client's /24 (/56); ``failover`` and ``all`` answer
-everyone alike (scope 0).
+everyone alike (scope 0).  ``asn.NNNN`` rules and ``latency`` maps are painted over
+the compiled maps; ``spill`` pools hash the client's /24 (/56) only where an answer's
+first POP sheds blocks (:mod:`geodns.select.spill`).
 
 Build a new Selector when the config or the GeoIP database changes: compiling is the
-expensive part, and it happens before the new generation answers anything.
+expensive part, and it happens before the new generation answers anything.  The
+steering data it reads (ASN networks, latency maps, the spill state) comes in as
+:class:`~geodns.select.inputs.Inputs`, or is read from the files the config names.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from typing import Final
 
 from geodns.config import Config
@@ -26,8 +31,11 @@ from geodns.select.addr import bits_of, format_addr, format_net, mask, parse_cli
 from geodns.select.compile import NEAREST_RULE, distances_km
 from geodns.select.explain import AddressInfo, CandidateInfo, Explanation
 from geodns.select.hrw import hrw_rank
-from geodns.select.maps import Alias, Ranking
-from geodns.select.plan import COMPILED, FAM_CNAME, V4_IN_V6, WEIGHTED_PREFIX, Answer, Plan
+from geodns.select.inputs import Inputs, load_inputs
+from geodns.select.latency import RULE_PREFIX
+from geodns.select.maps import Alias, Hashed, Ranking
+from geodns.select.plan import FAM_CNAME, V4_IN_V6, WEIGHTED_PREFIX, Answer, Plan, kind_of
+from geodns.select.spill import SPILL_UNIT, SpillAnswer, spill_point
 from geodns.select.types import Selection
 
 __all__ = ["Selector"]
@@ -39,14 +47,18 @@ class Selector:
     """Chooses POPs for pools; one instance per (config, GeoIP database)."""
 
     def __init__(self, config: Config, geo: GeoDB | None,
-                 tables: GeoTables | None = None) -> None:
+                 tables: GeoTables | None = None, *, inputs: Inputs | None = None) -> None:
         self.config = config
         self.geo = geo
         if tables is None and geo is not None and any(
-                p.strategy in COMPILED for p in config.pools.values()):
+                kind_of(p) in ("geo", "nearest") for p in config.pools.values()):
             tables = geo.tables()
         self.tables = tables
-        self.plans = {name: Plan(pool, config, tables) for name, pool in config.pools.items()}
+        self.inputs = inputs if inputs is not None else load_inputs(config)
+        i = self.inputs
+        self.plans = {name: Plan(pool, config, tables, asn=i.asn, latency=i.latency.get(name),
+                                 spill=i.spill)
+                      for name, pool in config.pools.items()}
 
     # ------------------------------------------------------------------ hot path
 
@@ -79,9 +91,7 @@ class Selector:
     def clear_caches(self) -> None:
         """Forget every answer resolved under a health snapshot (tests, benchmarks)."""
         for plan in self.plans.values():
-            plan._token = None
-            plan._sync(HealthSnapshot.all_up(-1))
-            plan._token = None
+            plan.invalidate()
 
     # ------------------------------------------------------------------ explain
 
@@ -111,7 +121,7 @@ class Selector:
                                geo_net, "no data of this type in an address pool", (), sel,
                                format_net(cfam, addr, 0), ("NODATA: only A/AAAA exist here",))
         notes: list[str] = []
-        ranking, region = self._ranking(plan, cfam, addr, source_prefix)
+        ranking, region, hfam, haddr = self._ranking(plan, cfam, addr, source_prefix)
         ans = plan.answer(fam, ranking.pops, health)
         if source_prefix == 0:
             notes.append("ECS source prefix 0: the client opted out, decided without "
@@ -120,8 +130,13 @@ class Selector:
             notes.append(f"compiled region {region}: {ranking.rule}")
             if plan.maps and source_prefix is not None:
                 notes.append(self._scope_note(plan, cfam, fam, addr, health, sel.scope))
-        elif plan.strategy == "weighted" and sel.scope:
+        elif ranking.rule.startswith("weighted") and sel.scope:
             notes.append(f"scope /{sel.scope}: weighted pools hash the client's /{sel.scope}")
+        notes += _latency_notes(plan, ranking)
+        if plan.spill is not None and source_prefix != 0:
+            spilled, spill_notes = _spill_notes(plan, fam, ranking, ans, hfam, haddr, health)
+            notes += spill_notes
+            ans = spilled
         if sel.scope == 0 and source_prefix != 0 and self._untailored(plan, cfam, fam, health):
             notes.append("every client gets this answer (untailored): scope 0")
         if ans.all_down:
@@ -133,26 +148,28 @@ class Selector:
                            ranking.rule, cands, sel, scope_net, tuple(notes))
 
     def _ranking(self, plan: Plan, cfam: int, addr: int, source: int | None
-                 ) -> tuple[Ranking, str | None]:
-        """The ranking that decided, and (compiled pools) its region as text."""
+                 ) -> tuple[Ranking, str | None, int, int]:
+        """The ranking that decided, (compiled pools) its region as text, and the
+        family and address the client's hash unit is taken from."""
         if source == 0:
-            return plan.unknown, None
+            return plan.unknown, None, cfam, addr
         if plan.maps:
             rmap = plan.maps[cfam]
             i, start, end = rmap.find(addr)
             entry = rmap.entries[int(rmap.rids[i])]
             if isinstance(entry, Alias):
                 v4 = (addr >> (96 - entry.depth)) & 0xFFFFFFFF
-                ranking, region = self._ranking(
+                ranking, region, _, haddr = self._ranking(
                     plan, V4_IN_V6 if V4_IN_V6 in plan.maps else 4, v4, source)
-                return ranking, f"{region} (IPv4 inside {format_net(cfam, addr, entry.depth)})"
-            return entry, _range_text(rmap.family, start, end)
-        if plan.strategy == "weighted":
-            unit = WEIGHTED_PREFIX[cfam]
-            prefix = addr >> (bits_of(cfam) - unit)
-            return Ranking(f"weighted hash of {format_net(cfam, addr, unit)}",
-                           hrw_rank((prefix << 1) | (cfam == 6), plan.weighted)), None
-        return plan.order, None
+                return (ranking, f"{region} (IPv4 inside {format_net(cfam, addr, entry.depth)})",
+                        4, haddr)
+            if isinstance(entry, Hashed):
+                return _weighted(plan, cfam, addr), _range_text(rmap.family, start, end), \
+                    cfam, addr
+            return entry, _range_text(rmap.family, start, end), cfam, addr
+        if plan.kind == "weighted":
+            return _weighted(plan, cfam, addr), None, cfam, addr
+        return plan.order, None, cfam, addr
 
     def _untailored(self, plan: Plan, cfam: int, fam: int, health: HealthSnapshot) -> bool:
         if plan.maps:
@@ -165,6 +182,10 @@ class Selector:
         ans, start, end = amap.lookup(addr)
         if isinstance(ans, Alias):
             return f"scope /{scope}: IPv4 space inside IPv6 (scope of the IPv4 address)"
+        if isinstance(ans, SpillAnswer | Hashed):
+            why = "spills by" if isinstance(ans, SpillAnswer) else "is ranked by"
+            return (f"scope /{scope}: the answer {why} the hash of the client's "
+                    f"/{SPILL_UNIT[cfam]}, inside {_range_text(cfam, start, end)}")
         return (f"scope /{scope}: widest block around the client inside "
                 f"{_range_text(cfam, start, end)}, where every client gets this answer "
                 "under the current health")
@@ -200,7 +221,77 @@ class Selector:
         return tuple(out)
 
 
+def _weighted(plan: Plan, cfam: int, addr: int) -> Ranking:
+    unit = WEIGHTED_PREFIX[cfam]
+    prefix = addr >> (bits_of(cfam) - unit)
+    return Ranking(f"weighted hash of {format_net(cfam, addr, unit)}",
+                   hrw_rank((prefix << 1) | (cfam == 6), plan.weighted))
+
+
+def _latency_notes(plan: Plan, ranking: Ranking) -> list[str]:
+    """Which latency row decided (with its rtts), or why the fallback did."""
+    if plan.strategy != "latency":
+        return []
+    book = plan.latency
+    fallback = f"the fallback ({plan.kind}) decides"
+    if book is None or book.map is None:
+        return [f"no latency map loaded: {fallback}"]
+    if plan.latency_stale:
+        age = book.map.age(time.time())
+        return [f"latency map {book.path} is {age or 0:.0f}s old, older than max_age "
+                f"{plan.pool.max_age:g}s: {fallback}"]
+    if not ranking.rule.startswith(RULE_PREFIX):
+        return [f"the latency map has no row for this client: {fallback}"]
+    net = ranking.rule[len(RULE_PREFIX):].strip()
+    choice = next((c for f in plan.choices.values() for c in f if str(c.net) == net), None)
+    if choice is None:
+        return []
+    rtts = ", ".join(f"{m.pop} {m.rtt_ms:g}ms ({m.samples} samples)" for m in choice.measured)
+    notes = [f"latency map {net}: {rtts}"]
+    if choice.kept:
+        fastest = choice.measured[0]
+        held = next(m for m in choice.measured if m.pop == choice.pops[0])
+        notes.append(f"margin {plan.pool.margin}: {fastest.pop} ({fastest.rtt_ms:g}ms) does "
+                     f"not beat {held.pop} ({held.rtt_ms:g}ms) by more than the margin, so "
+                     f"{held.pop} stays first")
+    return notes
+
+
+def _spill_notes(plan: Plan, fam: int, ranking: Ranking, base: Answer, hfam: int, haddr: int,
+                 health: HealthSnapshot) -> tuple[Answer, list[str]]:
+    """The load, capacity and share behind a spill pool's answer, and the answer after
+    the client's hash."""
+    state = plan._spill_state
+    if state is None or not base.pops or base.all_down:
+        return base, []
+    pop = base.pops[0]
+    pl = state.loads.get(pop)
+    if pl is None:
+        return base, [f"spill: no fresh load for {pop}: it sheds nothing"]
+    share = state.share(plan.name, pop)
+    head = (f"spill: {pop} load {pl.load:g} of capacity {pl.capacity:g} "
+            f"({pl.utilisation:.0%}, spill_at {plan.pool.spill_at:.0%})")
+    if share <= 0:
+        return base, [f"{head}: sheds nothing"]
+    got = plan.resolved(fam, ranking.pops, health)
+    if not isinstance(got, SpillAnswer):
+        return base, [f"{head}: sheds {share:.1%} of its client blocks, but no later POP "
+                      "of this ranking has headroom: nothing moves"]
+    unit = format_net(hfam, haddr, SPILL_UNIT[hfam])
+    u, v = spill_point(hfam, haddr)
+    rec = ", ".join(f"{q} {w:g}" for q, w in got.receivers)
+    notes = [f"{head}: sheds {share:.1%} of its client blocks to {rec} (headroom)"]
+    final = got.pick(hfam, haddr)
+    if final is got.base:
+        notes.append(f"this client's {unit} hashes to {u:.3f} >= {share:.3f}: stays on {pop}")
+    else:
+        notes.append(f"this client's {unit} hashes to {u:.3f} < {share:.3f}: moved to "
+                     f"{final.pops[0] if final.pops else '-'} (second hash {v:.3f})")
+    return final, notes
+
+
 def _range_text(cfam: int, start: int, end: int) -> str:
+
     """An interval as CIDR when it is one block, else ``first-last``."""
     size = end - start
     if size & (size - 1) == 0 and start % size == 0:

@@ -175,8 +175,9 @@ def check_guards(pool: str, guards: Guards, figures: Mapping[str, PopFigures], *
 
 def check_capacity(now_qps: Mapping[str, float], predicted_qps: Mapping[str, float],
                    capacity: Mapping[str, float | None], *,
-                   force: bool = False) -> GuardVerdict:
-    """POPs the change pushes past ``capacity`` (qps over every pool, same unit)."""
+                   force: bool = False, unit: str = " qps") -> GuardVerdict:
+    """POPs the change pushes past ``capacity`` (qps over every pool, or loads: any unit
+    the capacity is in, named by ``unit``)."""
     found: list[Violation] = []
     notes: list[str] = []
     for pop in sorted(predicted_qps):
@@ -184,7 +185,7 @@ def check_capacity(now_qps: Mapping[str, float], predicted_qps: Mapping[str, flo
         then, now = predicted_qps[pop], now_qps.get(pop, 0.0)
         if cap is None or then <= cap + _EPS:
             continue
-        text = (f"capacity: {pop} predicted {format_qps(then)} qps, {then / cap:.0%} of its "
+        text = (f"capacity: {pop} predicted {format_qps(then)}{unit}, {then / cap:.0%} of its "
                 f"{format_qps(cap)} (now {format_qps(now)}, {now / cap:.0%})")
         if then > now + _EPS:
             found.append(Violation("capacity", None, pop, cap, now, then, text))

@@ -433,7 +433,7 @@ def main(argv: Iterable[str], out: TextIO | None = None, err: TextIO | None = No
         from geodns.config import ConfigError, load_config
 
         try:
-            pops = frozenset(load_config(args.config, allow_unwired=True).pops)
+            pops = frozenset(load_config(args.config).pops)
         except ConfigError as exc:
             _print_problems(exc.problems, err)
             return 1

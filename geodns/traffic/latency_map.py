@@ -257,6 +257,16 @@ class LatencyMapFile:
         self.problems: list[str] = []
         self._sig: tuple[int, int, int] | None = None
 
+    def prime(self, current: LatencyMap) -> None:
+        """Start from ``current`` (already read) if the file is still that version."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return
+        if current.mtime == st.st_mtime:
+            self.current, self.problems = current, []
+            self._sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+
     def refresh(self) -> bool:
         """Re-read if changed; True when ``current`` was replaced."""
         try:

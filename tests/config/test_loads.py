@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import textwrap
 from pathlib import Path
 
@@ -19,12 +18,12 @@ ipv4 = ["192.0.2.20"]
 
 
 def _ok(text: str, name: str = "/etc/geodns/t.toml") -> Config:
-    return parse_config(textwrap.dedent(text) + POP, name, allow_unwired=True)
+    return parse_config(textwrap.dedent(text) + POP, name)
 
 
 def _problems(text: str) -> list[str]:
     with pytest.raises(ConfigError) as info:
-        parse_config(textwrap.dedent(text) + POP, "t.toml", allow_unwired=True)
+        parse_config(textwrap.dedent(text) + POP, "t.toml")
     return info.value.problems
 
 
@@ -123,12 +122,3 @@ def test_pop_names_its_feed_and_key() -> None:
 ])
 def test_problems(text: str, expected: str) -> None:
     assert _problems(text) == [expected]
-
-
-def test_unwired_by_default() -> None:
-    text = '[loads.a]\ntype = "http"\nurl = "http://127.0.0.1/"\n' + POP
-    with pytest.raises(ConfigError) as info:
-        parse_config(text, "t.toml")
-    assert len(info.value.problems) == 1
-    assert re.match(r"t\.toml:1: loads\.a: load feeds are not polled by this server yet",
-                    info.value.problems[0])

@@ -1,5 +1,4 @@
-"""Pool options for data-driven steering: spill, latency, asn rules, guards; and the gate
-that keeps a config using them from passing while the server does not act on them."""
+"""Pool options for data-driven steering: spill, latency, asn rules, guards."""
 
 from __future__ import annotations
 
@@ -10,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from geodns.config import Config, ConfigError, Margin, parse_config
-from geodns.config.unwired import UNWIRED
 
 POPS = """
 [loads.edge]
@@ -44,13 +42,13 @@ def _text(pools: str, tmp: Path, head: str = "") -> str:
 
 
 def _ok(pools: str, tmp: Path, head: str = "") -> Config:
-    return parse_config(_text(pools, tmp, head), tmp / "t.toml", allow_unwired=True)
+    return parse_config(_text(pools, tmp, head), tmp / "t.toml")
 
 
-def _problems(pools: str, tmp: Path, head: str = "", allow_unwired: bool = True) -> list[str]:
+def _problems(pools: str, tmp: Path, head: str = "") -> list[str]:
     """Problems, with lines inside ``pools`` written as ``@N`` (1 = its first line)."""
     with pytest.raises(ConfigError) as info:
-        parse_config(_text(pools, tmp, head), "t.toml", allow_unwired=allow_unwired)
+        parse_config(_text(pools, tmp, head), "t.toml")
     offset = len(textwrap.dedent(head).splitlines()) + len(POPS.splitlines())
     return [re.sub(r"^t\.toml:(\d+):", lambda m: f"t.toml:@{int(m.group(1)) - offset}:"
                    if int(m.group(1)) > offset else m.group(0), p)
@@ -245,14 +243,17 @@ def test_guard_problems(tmp: Path, pools: str, expected: str) -> None:
     assert _problems(pools, tmp) == [expected]
 
 
-# ---------------------------------------------------------------------------------- unwired
+# ---------------------------------------------------------------------------------- all of it
 
 
-def test_every_unwired_feature_is_a_located_problem_by_default(tmp: Path) -> None:
+def test_a_config_using_every_feature_is_valid(tmp: Path) -> None:
+    """Every data-driven feature together (the server acts on each of them)."""
+    (tmp / "rtt.csv").write_text("prefix,pop,rtt_ms,samples\n10.0.0.0/8,iad,5,10\n")
     pools = """
         [pools.www]
         strategy = "latency"
         map = "TMP/rtt.csv"
+        fallback = "failover"
         pops = ["iad", "fra"]
         spill = true
         min_up = 1
@@ -263,33 +264,13 @@ def test_every_unwired_feature_is_a_located_problem_by_default(tmp: Path) -> Non
         asn.13335 = ["fra"]
         max_share = 0.9
         """
-    problems = _problems(pools, tmp, ASN_HEAD, allow_unwired=False)
-    where = [p.split(": ", 2)[:2] for p in problems]
-    assert where == [
-        ["t.toml:5", "loads.edge"],
-        ["t.toml:14", "pops.iad.load"],
-        ["t.toml:21", "pops.fra.load"],
-        ["t.toml:@3", "pools.www.strategy"],
-        ["t.toml:@6", "pools.www.spill"],
-        ["t.toml:@7", "pools.www.min_up"],
-        ["t.toml:@12", "pools.api.asn"],
-        ["t.toml:@13", "pools.api.max_share"],
-    ]
-    assert problems[3].endswith("the latency strategy is not served by this server yet "
-                                "(issue 12); remove it, or run a geodns that supports it")
-    # the same text with allow_unwired is a valid config
-    assert set(_ok(pools, tmp, ASN_HEAD).pools) == {"www", "api"}
+    cfg = _ok(pools, tmp, ASN_HEAD)
+    assert set(cfg.pools) == {"www", "api"}
+    assert cfg.pools["www"].spill and cfg.pools["www"].min_up == 1
+    assert cfg.pools["api"].asn == {13335: ("fra",)}
 
 
-def test_a_wired_feature_is_no_longer_a_problem(tmp: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    for feature in ("loads", "guards"):
-        monkeypatch.delitem(UNWIRED, feature)
-    text = _text('[pools.www]\nstrategy = "nearest"\nmin_up = 2\n', tmp)
-    assert parse_config(text, "t.toml").pools["www"].min_up == 2
-
-
-def test_shipped_config_uses_nothing_unwired() -> None:
+def test_shipped_config_is_valid() -> None:
     from geodns.config import load_config
 
     load_config(Path(__file__).resolve().parents[2] / "geodns.toml")

@@ -83,7 +83,7 @@ def test_good_lines(line: str, want: tuple[str, str, float | None]) -> None:
 
 
 BAD = [
-    ("fra", 'missing the state: expected "PATTERN STATE [until TIME]"'),
+    ("fra", 'missing the state: expected "PATTERN STATE [until TIME] [force]"'),
     ("fra dwn", "unknown state 'dwn' (expected up, down or drain)"),
     ("fra down til +30m", "expected 'until TIME' after the state, got 'til'"),
     ("fra down until", "missing the time after 'until' (e.g. 2026-12-01T10:00:00Z or +30m)"),

@@ -55,10 +55,18 @@ class FakeBackend:
         self.reloads += 1
         return self.reload_result
 
-    def set_override(self, target: str, state: str, until: float | None) -> None:
+    def set_override(self, target: str, state: str, until: float | None,
+                     force: bool = False) -> None:
         if self.fail_set is not None:
             raise ValueError(self.fail_set)
         self.overrides[target] = (state, until)
+
+    def dry_run(self, target: str, state: str, until: float | None,
+                force: bool = False) -> dict[str, Any]:
+        return {"allowed": True, "pops": {}, "broken": []}
+
+    def traffic_mix(self) -> dict[str, Any]:
+        return {"entries": [], "window_seconds": 0}
 
     def clear_override(self, target: str) -> bool:
         return self.overrides.pop(target, None) is not None
@@ -71,8 +79,8 @@ class AsyncOverridesBackend(FakeBackend):
     """Same, with async override methods (like geodns.health.overrides.Overrides)."""
 
     async def set_override(self, target: str, state: str,  # type: ignore[override]
-                           until: float | None) -> None:
-        FakeBackend.set_override(self, target, state, until)
+                           until: float | None, force: bool = False) -> None:
+        FakeBackend.set_override(self, target, state, until, force)
 
     async def clear_override(self, target: str) -> bool:  # type: ignore[override]
         return FakeBackend.clear_override(self, target)

@@ -63,7 +63,7 @@ class FakeMonitor:
         self.rules: dict[str, tuple[str, float | None]] = {}
 
     async def set_override(self, pattern: str, state: str,
-                           until: float | None = None) -> object:
+                           until: float | None = None, force: bool = False) -> object:
         if state == "bogus":
             raise OverrideError(["unknown state 'bogus'"])
         self.rules[pattern] = (state, until)

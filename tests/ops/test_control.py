@@ -176,6 +176,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"target": "fra/1/2", "state": "down"}, "at most one '/'"),
     ({"target": "frq", "state": "down"}, "matches no POP"),
     ({"target": "fra/192.0.2.99", "state": "down"}, "matches no POP"),
+    ({"target": "fra", "state": "down", "force": "yes"}, '"force" must be true or false'),
 ]
 
 
@@ -204,6 +205,60 @@ def test_backend_value_error_is_400() -> None:
         assert status == 400
 
     run(backend, body)
+
+
+class GuardedBackend(FakeBackend):
+    """Guards refuse draining fra unless forced; dry runs say what they would do."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dry_runs: list[tuple[str, str, float | None, bool]] = []
+
+    def set_override(self, target: str, state: str, until: float | None,
+                     force: bool = False) -> None:
+        from geodns.health.overrides import GuardRefused
+
+        if target == "fra" and state == "drain" and not force:
+            raise GuardRefused(["min_up 2: pool www predicted 1 POP serving (iad), now 2; "
+                                "down or drained: fra, sin"], None)
+        super().set_override(target, state, until, force)
+
+    def dry_run(self, target: str, state: str, until: float | None,
+                force: bool = False) -> dict[str, Any]:
+        self.dry_runs.append((target, state, until, force))
+        return {"allowed": False, "broken": ["min_up 2: ..."], "pops": {"fra": {}}}
+
+    def traffic_mix(self) -> dict[str, Any]:
+        return {"entries": [{"pool": "www", "qtype": 1, "client": "81.2.69.0",
+                             "prefix": 24, "qps": 2.5}], "window_seconds": 60.0}
+
+
+def test_guards_refuse_409_force_dry_run_and_mix() -> None:
+    backend = GuardedBackend()
+
+    async def body(call: Client, port: int) -> None:
+        status, data = await call("PUT", "/overrides", json={"target": "fra",
+                                                            "state": "drain"})
+        assert status == 409 and data["ok"] is False
+        assert data["refused"] == ["min_up 2: pool www predicted 1 POP serving (iad), now "
+                                   "2; down or drained: fra, sin"]
+        assert data["error"].startswith("refused: it would break min_up 2")
+        assert '"force": true' in data["error"]
+        status, data = await call("PUT", "/overrides?dry_run=1",
+                                  json={"target": "fra", "state": "drain", "until": "+1h"})
+        assert status == 200 and data["dry_run"] and data["allowed"] is False
+        assert data["target"] == "fra" and data["broken"] == ["min_up 2: ..."]
+        assert backend.overrides == {}  # a dry run applies nothing
+        status, data = await call("PUT", "/overrides", json={"target": "fra",
+                                                            "state": "drain", "force": True})
+        assert status == 200 and data["force"] is True
+        status, data = await call("GET", "/traffic/mix")
+        assert status == 200 and data["entries"][0]["client"] == "81.2.69.0"
+
+    run(backend, body)
+    assert backend.overrides == {"fra": ("drain", None)}
+    (target, state, until, force), = backend.dry_runs
+    assert (target, state, force) == ("fra", "drain", False) and until is not None
 
 
 def test_unknown_path_and_big_body() -> None:

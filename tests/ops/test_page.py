@@ -75,3 +75,17 @@ def test_sparkline_series_exclude_the_partial_current_minute() -> None:
     series = data["answers"]["pops"]["iad"]["series"]
     assert series == [60, 60, 60]  # the partial 10 would look like a drop
     assert data["answers"]["total"] == 190  # the counts still include it
+
+
+def test_load_against_capacity_and_shedding_pops() -> None:
+    backend = FakeBackend()
+    backend.pops[0].update(load=950.0, utilisation=0.95, load_stale=False)  # iad, cap 1000
+    backend.pops[1].update(load=600.0, utilisation=1.2, load_stale=True)  # fra, cap 500
+    data = status_data(backend)
+    data["steering"] = {"spill": {"shares": {"www": {"iad": 0.12, "fra": 0.0}}}}
+    page = render_page(data)
+    assert "950 of 1000 (95%)" in row(page, "iad")
+    fra = row(page, "fra")
+    assert '<span class="over"' in fra and "600 of 500 (120%)" in fra and "(stale)" in fra
+    assert row(page, "sin").count('class="num load"><span class="muted">-</span>') == 1
+    assert "sheds 12%" in page and "sheds 0%" not in page

@@ -356,3 +356,32 @@ def test_plot_without_matplotlib_says_how_to_get_it(
                  str(tmp_path / "x.png")]) == 1
     err = capsys.readouterr().err
     assert "--plot needs matplotlib, an optional extra: pip install 'geodns[plot]'" in err
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_drill_plan_against_the_shipped_steering_example(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """examples/steering: spill shares from the loads file, the latency map, guards and
+    capacity in load units; draining fra carries fra's load per query to iad."""
+    args = ["--config", str(EXAMPLE / "steering" / "geodns.toml"), "--clients",
+            str(EXAMPLE / "clients.csv"), "--pool", "www", "--loads",
+            str(EXAMPLE / "steering" / "loads.json"), "--check"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "fra  12,000.0    400.0" in out and "load 91% -> 91% of capacity" in out
+    assert main([*args, "--drain", "fra", "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    iad = report["pops"]["iad"]
+    # fra carried 10,900 for 400 qps of these clients: all of it follows them to iad
+    assert iad["scenario_load"] == pytest.approx(5200 + 10900)
+    assert report["pops"]["fra"]["scenario_load"] == 0
+    assert report["broken"] == [
+        "max_share 0.6: iad predicted 0.73 of pool www (1.1k of 1.5k qps), now 0.47",
+        "capacity: iad predicted 16.1k load, 134% of its 12.0k (now 5.2k, 43%)"]
+    # one POP's load on the command line wins over the file
+    assert main([*args, "--load", "fra=12500", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["pops"]["fra"]["now_load"] == 12500
+    assert main([*args, "--load", "lhr=1"]) == 1
+    assert "loads for unknown POPs: lhr" in capsys.readouterr().err

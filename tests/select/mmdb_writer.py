@@ -2,8 +2,9 @@
 
 Only what tests need: maps, strings, doubles, unsigned ints, arrays, booleans;
 24, 28 or 32-bit records; IPv4 or IPv6 trees (IPv4 networks of an IPv6 tree live under
-``::/96`` as in real GeoIP2 databases).  No aliases, no deduplication beyond
-identical Python objects.
+``::/96`` as in real GeoIP2 databases), optionally with IPv6 blocks aliased to that IPv4
+tree as MaxMind's databases do (``::ffff:0:0/96``, ``2001::/32``, ``2002::/16``).  No
+deduplication beyond identical Python objects.
 """
 
 from __future__ import annotations
@@ -84,10 +85,16 @@ class _Data:
         self.value = value
 
 
+MAXMIND_ALIASES = ("::ffff:0:0/96", "2001::/32", "2002::/16")
+
+
 def write_mmdb(path: Path, networks: list[tuple[str, Any]], ip_version: int = 6,
                database_type: str = "Test-City", record_size: int = 24,
-               build_epoch: int = 1_700_000_000) -> Path:
-    """Write ``networks`` (CIDR, record dict) to ``path``; later, longer prefixes win."""
+               build_epoch: int = 1_700_000_000, aliases: tuple[str, ...] = ()) -> Path:
+    """Write ``networks`` (CIDR, record dict) to ``path``; later, longer prefixes win.
+
+    ``aliases``: IPv6 blocks that point at the IPv4 tree (``::/96``), e.g.
+    :data:`MAXMIND_ALIASES`."""
     bits = 128 if ip_version == 6 else 32
     root = _Node()
     items = []
@@ -112,14 +119,32 @@ def write_mmdb(path: Path, networks: list[tuple[str, Any]], ip_version: int = 6,
         if plen == 0:
             raise ValueError("a /0 network is not supported")
         node.kids[(start >> (bits - plen)) & 1] = data
+    if aliases:
+        v4 = root
+        for _ in range(96):
+            kid = v4.kids[0]
+            if not isinstance(kid, _Node):
+                kid = v4.kids[0] = _Node(kid)
+            v4 = kid
+        for cidr in aliases:
+            net = ipaddress.IPv6Network(cidr)
+            start, plen = int(net.network_address), net.prefixlen
+            node = root
+            for depth in range(plen - 1):
+                b = (start >> (127 - depth)) & 1
+                kid = node.kids[b]
+                if not isinstance(kid, _Node):
+                    kid = node.kids[b] = _Node(kid)
+                node = kid
+            node.kids[(start >> (128 - plen)) & 1] = v4
 
-    # Number nodes breadth-first, then lay out data.
+    # Number nodes breadth-first (a node linked twice, the IPv4 tree, once), then data.
     order: list[_Node] = [root]
     index = {id(root): 0}
     i = 0
     while i < len(order):
         for kid in order[i].kids:
-            if isinstance(kid, _Node):
+            if isinstance(kid, _Node) and id(kid) not in index:
                 index[id(kid)] = len(order)
                 order.append(kid)
         i += 1
@@ -191,7 +216,7 @@ def asn(number: int, org: str | None = None) -> dict[str, Any]:
 
 
 def write_asn_mmdb(path: Path, networks: list[tuple[str, int, str | None]],
-                   ip_version: int = 6) -> Path:
+                   ip_version: int = 6, aliases: tuple[str, ...] = ()) -> Path:
     """A GeoLite2-ASN style database from (CIDR, ASN, organisation) rows."""
     return write_mmdb(path, [(cidr, asn(number, org)) for cidr, number, org in networks],
-                      ip_version=ip_version, database_type="GeoLite2-ASN")
+                      ip_version=ip_version, database_type="GeoLite2-ASN", aliases=aliases)

@@ -124,6 +124,9 @@ def check(sel_: Selector, ref: Reference, config: Config, pool: str, qtype: int,
     if str(addr) != client and ipaddress.ip_address(client).version != addr.version:
         client, source = str(addr), None if source is None else max(0, source - 96)
     sel = sel_.select(pool, qtype, client, source, health)
+    if source == 0:  # the client opted out of ECS: undecided by location, scope 0
+        assert sel.scope == 0
+        return
     bits = 32 if addr.version == 4 else 128
     assert 0 <= sel.scope <= bits
     assert sel.key == ref.key(pool, qtype, str(addr), health), (pool, client, source)
@@ -131,7 +134,13 @@ def check(sel_: Selector, ref: Reference, config: Config, pool: str, qtype: int,
     for other in _samples(str(addr), sel.scope, rnd, config):
         assert ref.key(pool, qtype, other, health) == sel.key, (
             "scope too wide", pool, client, source, sel.scope, other)
-    if not maximal or sel.scope == 0 or config.pools[pool].strategy == "weighted":
+    if ref.spilling(pool, qtype, str(addr), health):
+        # a spilled interval: the answer hangs on the hash of the client's /24 (/56)
+        assert sel.scope >= ref.hash_unit(config.pools[pool], addr), (pool, client, sel.scope)
+        return  # and neighbours that hash alike may answer alike: no maximality
+    p = config.pools[pool]
+    if not maximal or sel.scope == 0 or (ref.kind(p) == "weighted"
+                                         and ref.latency_ranking(p, addr) is None):
         return  # weighted pools: the scope is the hash unit, by definition
     # One bit wider: the sibling half must hold some client with another answer.
     wider = ipaddress.ip_network(f"{addr}/{sel.scope - 1}", strict=False)

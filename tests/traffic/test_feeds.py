@@ -49,7 +49,7 @@ ipv4 = ["192.0.2.30"]
 
 
 def config(feed: str) -> Config:
-    return parse_config(textwrap.dedent(feed) + POPS, "/test/geodns.toml", allow_unwired=True)
+    return parse_config(textwrap.dedent(feed) + POPS, "/test/geodns.toml")
 
 
 class Clock:
@@ -267,8 +267,7 @@ def test_http_timeout_and_refused(caplog: pytest.LogCaptureFixture) -> None:
             [loads.gone]
             type = "http"
             url = "{refused}"
-            """) + POPS.replace('load = "edge"', 'load = "slow"'), "t.toml",
-            allow_unwired=True)
+            """) + POPS.replace('load = "edge"', 'load = "slow"'), "t.toml")
         mon = LoadMonitor(cfg)
         start = time.monotonic()
         await mon.poll("slow")

@@ -115,8 +115,7 @@ def test_combine_keeps_every_pools_verdict() -> None:
 
 def test_guards_of_a_pool() -> None:
     cfg = parse_config(POPS_TOML + '[pools.www]\nstrategy = "nearest"\nmin_up = 2\n'
-                       'max_share = 0.6\n[pools.api]\nstrategy = "nearest"\n', "t.toml",
-                       allow_unwired=True)
+                       'max_share = 0.6\n[pools.api]\nstrategy = "nearest"\n', "t.toml")
     assert Guards.of(cfg.pools["www"]) == Guards(2, 0.6) and Guards.of(cfg.pools["www"]).active
     assert not Guards.of(cfg.pools["api"]).active
 
