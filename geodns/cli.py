@@ -1,6 +1,7 @@
 """Command line: `geodns serve`, `check`, `explain`, `simulate`, `latency-map`.
 
-Every command finds its config the same way (``--config``, else ``./geodns.toml``,
+Every command's arguments are parsed here (their work lives in their modules), and
+every command finds its config the same way (``--config``, else ``./geodns.toml``,
 see :mod:`geodns.config.discover`) and says which one it uses.
 """
 
@@ -20,27 +21,31 @@ import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
 from geodns.config.discover import ConfigChoice, find_config
+from geodns.config.serve import (
+    DEFAULT_ZONES,
+    FlagError,
+    ServeFlags,
+    apply_flags,
+    parse_listen,
+    zones_dir,
+)
 from geodns.geoip.asn import asn_database_problems, explain_asn
-from geodns.health.overrides import OverrideRule, parse_overrides
-from geodns.health.snapshot import HealthSnapshot
+from geodns.health.override_poll import read_rules
 from geodns.listeners.tcp import TCPLimits
 from geodns.logs import FORMATS, LEVELS, event, setup_logging
-from geodns.ops.control import is_loopback
 from geodns.ops.geoip import describe_record, read_info
-from geodns.ops.simulate import read_loads, scenario_snapshot
+from geodns.ops.simulate import EXIT_BROKEN, read_loads, scenario_snapshot
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
 from geodns.select.inputs import check_steering
-from geodns.server import ServeOptions, Server, parse_listen
+from geodns.server import ServeOptions, Server
 from geodns.service import Service, check_user, version
+from geodns.traffic.latency_build import BuildOptions
 from geodns.traffic.spill import steady_shares
 from geodns.xfr.service import conflicts, declared
 from geodns.zones.load import ZoneFileError
 from geodns.zones.loader import ZoneLoader
 from geodns.zones.store import ZoneStore
-
-DEFAULT_LISTEN = ["127.0.0.1:5353", "[::1]:5353"]
-DEFAULT_ZONES = "zones"
 
 
 def _config_flags(p: argparse.ArgumentParser) -> None:
@@ -51,7 +56,8 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
                    help="ignore ./geodns.toml: zones only, no pools")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The parser, and each command's own (for errors in its words)."""
     p = argparse.ArgumentParser(prog="geodns", description="Authoritative GeoDNS server")
     p.add_argument("--version", action="version", version=f"geodns {version()}")
     sub = p.add_subparsers(dest="command", required=True)
@@ -62,7 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                    f"server.zones, else {DEFAULT_ZONES})")
     s.add_argument("--listen", action="append", metavar="ADDR:PORT",
                    help="UDP+TCP listener, repeatable; IPv6 as [addr]:port "
-                        f"(default {' '.join(DEFAULT_LISTEN)})")
+                        "(default: the config's server.listen, else 127.0.0.1:5353 and "
+                        "[::1]:5353)")
     s.add_argument("--udp-size", type=int, help="our EDNS UDP payload size (default 1232)")
     s.add_argument("--tcp-idle-timeout", type=float, help="seconds (default 10)")
     s.add_argument("--tcp-max-connections", type=int, help="(default 1000)")
@@ -89,10 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--zones", help="zone files directory (default: the config's "
                    f"server.zones, else {DEFAULT_ZONES})")
 
-    sub.add_parser("simulate", help="what-if traffic shares per POP (see geodns simulate -h)",
-                   add_help=False)
-    sub.add_parser("latency-map", add_help=False,
-                   help="build a latency map from raw measurements (see geodns latency-map -h)")
+    sim = sub.add_parser(
+        "simulate", help="what-if traffic shares per POP (see geodns simulate -h)",
+        description="Predict each POP's share of traffic now and with POPs down or "
+        "drained, using the server's own selection code.")
+    _simulate_parser(sim)
+    _latency_map_parser(sub.add_parser(
+        "latency-map", help="build a latency map from raw measurements (see geodns "
+        "latency-map -h)", description="Build a latency map (prefix,pop,rtt_ms,samples) "
+        "from raw measurements (client_ip,pop,rtt_ms[,time])."))
 
     e = sub.add_parser("explain", help="why does this client get that answer?")
     e.add_argument("name", help="a steered (DYNA) name, e.g. www.example.com")
@@ -106,7 +118,66 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--load", action="append", default=[], metavar="POP=LOAD",
                    help="a POP's load (spill pools shed what these loads settle at); "
                         "repeatable")
-    return p
+    return p, {"simulate": sim}
+
+
+def _simulate_parser(p: argparse.ArgumentParser) -> None:
+    """``geodns simulate`` (the work: :func:`geodns.ops.simulate.run`)."""
+    p.add_argument("--config", help="config file (default: ./geodns.toml when it exists)")
+    p.add_argument("--clients", help="CSV 'ip_or_prefix,weight' (weight in qps) or a "
+                   "JSON-lines query log (1 per line, times --scale)")
+    p.add_argument("--from", dest="from_url", metavar="URL",
+                   help="a running server's control API (e.g. http://127.0.0.1:8053): its "
+                   "health, loads and spill shares, and (without --clients) its recent "
+                   "answer mix")
+    p.add_argument("--token", help="bearer token for --from (a non-loopback control API)")
+    p.add_argument("--down", action="extend", nargs="+", default=[], metavar="TARGET",
+                   help="POP (or POP/*, POP/ADDRESS) forced down; repeatable")
+    p.add_argument("--drain", action="extend", nargs="+", default=[], metavar="TARGET",
+                   help="POP (or POP/*, POP/ADDRESS) drained; repeatable")
+    p.add_argument("--pool", help="pool to ask (default: the only pool, or each log "
+                   "line's pool)")
+    p.add_argument("--qtype", help="A or AAAA (default A, or each log line's qtype)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every weight (e.g. turn a log's line count into qps)")
+    p.add_argument("--loads", metavar="FILE", help="POP loads as a load feed file (JSON "
+                   "or CSV, as [loads] type file reads): spill pools shed what these loads "
+                   "settle at, and capacity counts in their unit")
+    p.add_argument("--load", action="append", default=[], metavar="POP=LOAD",
+                   help="one POP's load (repeatable; wins over --loads)")
+    p.add_argument("--check", action="store_true", help=f"exit {EXIT_BROKEN} when the "
+                   "scenario pushes a POP past its capacity or breaks a pool's guard "
+                   "(min_up, max_share): for CI of drill plans")
+    p.add_argument("--geoip", help="mmdb file (default: the config's [geoip] database)")
+    p.add_argument("--plot", metavar="FILE", help="write a PNG bar chart")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _latency_map_parser(p: argparse.ArgumentParser) -> None:
+    """``geodns latency-map`` (the work: :func:`geodns.traffic.latency_build.run`)."""
+    d = BuildOptions()
+    p.add_argument("--input", required=True, help="raw CSV: client_ip,pop,rtt_ms[,time]")
+    p.add_argument("--output", required=True, help="the map file to write (atomically)")
+    p.add_argument("--config", help="geodns.toml: reject rows naming POPs it does not have")
+    p.add_argument("--v4-prefix", type=int, default=d.v4_prefix, metavar="N",
+                   help=f"group IPv4 clients by /N (default {d.v4_prefix})")
+    p.add_argument("--v6-prefix", type=int, default=d.v6_prefix, metavar="N",
+                   help=f"group IPv6 clients by /N (default {d.v6_prefix})")
+    p.add_argument("--min-samples", type=int, default=d.min_samples, metavar="N",
+                   help=f"samples needed per (prefix, POP) (default {d.min_samples})")
+    p.add_argument("--min-pops", type=int, default=d.min_pops, metavar="N",
+                   help=f"POPs needed per prefix (default {d.min_pops})")
+    p.add_argument("--tolerance-ms", type=float, default=d.tolerance_ms, metavar="MS",
+                   help=f"siblings agree within max(MS, PCT%%) (default {d.tolerance_ms:g})")
+    p.add_argument("--tolerance-pct", type=float, default=d.tolerance_pct, metavar="PCT",
+                   help=f"(default {d.tolerance_pct:g})")
+    p.add_argument("--widest-v4", type=int, default=d.widest_v4, metavar="N",
+                   help=f"never merge IPv4 beyond /N (default {d.widest_v4})")
+    p.add_argument("--widest-v6", type=int, default=d.widest_v6, metavar="N",
+                   help=f"never merge IPv6 beyond /N (default {d.widest_v6})")
+    p.add_argument("--no-merge", action="store_true", help="keep the grouping prefixes")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="report bad lines and go on without them (default: write nothing)")
 
 
 def _load_store(zones_dir: str, loader: ZoneLoader | None = None) -> ZoneStore:
@@ -127,11 +198,7 @@ def _choose_config(args: argparse.Namespace) -> ConfigChoice:
 
 
 def _zones_dir(args: argparse.Namespace, config: Config) -> str:
-    if args.zones:
-        return str(args.zones)
-    if args.config:
-        return str(config.server.zones)
-    return DEFAULT_ZONES
+    return str(zones_dir(config, args.zones))
 
 
 def _load_all(args: argparse.Namespace,
@@ -226,7 +293,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
               "same static answer (ECS scope 0)")
         return 0
     try:
-        snapshot = _offline_health(config, args.down)
+        snapshot = scenario_snapshot(config, down=args.down,
+                                     base=read_rules(config.admin.state_file))
         loads = read_loads(None, args.load, config)
     except ValueError as exc:
         print(f"geodns explain: {exc}", file=sys.stderr)
@@ -251,20 +319,12 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _offline_health(config: Config, down: list[str]) -> HealthSnapshot:
-    """What explain can know without the server: admin overrides and what-if downs."""
-    rules: list[OverrideRule] = []
-    path = config.admin.state_file
-    if path is not None and path.exists():
-        rules, _ = parse_overrides(path.read_text(), str(path), base_time=path.stat().st_mtime)
-    return scenario_snapshot(config, down=down, base=rules)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     log = logging.getLogger("geodns")
     try:
-        flags = [parse_listen(x) for x in args.listen or ()]
+        for text in args.listen or ():
+            parse_listen(text)  # a usage error: said before anything is loaded
     except ValueError as exc:
         print(f"geodns: {exc}", file=sys.stderr)
         return 2
@@ -290,41 +350,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     log.info("zones loaded in %.1f s: %d zones, %d names", time.monotonic() - started,
              len(store.zones), sum(len(z.nodes) for z in store.zones.values()))
-    if flags:
-        listen = flags
-    elif args.config:
-        listen = [(h.host, h.port) for h in config.server.listen]
-    else:
-        listen = [parse_listen(x) for x in DEFAULT_LISTEN]
-    zones_dir = _zones_dir(args, config)
-    srv = config.server
+    flags = ServeFlags(args.zones, tuple(args.listen or ()), args.udp_size,
+                       args.tcp_idle_timeout, args.tcp_max_connections,
+                       args.tcp_message_timeout, args.tcp_max_per_client, args.http)
+    try:
+        srv = apply_flags(config, flags)
+    except FlagError as exc:
+        print(f"geodns: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # the control API off loopback without a token
+        print(f"geodns: {exc}", file=sys.stderr)
+        return 1
     tcp = TCPLimits(srv.tcp_idle_timeout, srv.tcp_max_connections, srv.tcp_message_timeout,
                     srv.tcp_max_connections_per_client)
-    if args.tcp_idle_timeout is not None:
-        tcp.idle_timeout = args.tcp_idle_timeout
-    if args.tcp_max_connections is not None:
-        tcp.max_connections = args.tcp_max_connections
-    if args.tcp_message_timeout is not None:
-        tcp.message_timeout = args.tcp_message_timeout
-    if args.tcp_max_per_client is not None:
-        tcp.max_per_client = args.tcp_max_per_client
-    if args.http is not None:
-        try:
-            http = None if args.http in ("", "off") else parse_listen(args.http)
-        except ValueError as exc:
-            print(f"geodns: --http: {exc}", file=sys.stderr)
-            return 2
-    else:
-        h = config.server.http
-        http = (h.host, h.port) if h is not None else None
-    if http is not None and not is_loopback(http[0]) and not config.server.http_token:
-        print(f"geodns: the control API on {http[0]} is not loopback: set [server] http_token "
-              "in the config (or use --http 127.0.0.1:8053, or --http off)", file=sys.stderr)
-        return 1
-    opts = ServeOptions(zones_dir=zones_dir, listen=listen, config_path=args.config,
-                        http=http, http_token=config.server.http_token,
-                        udp_size=args.udp_size or config.server.udp_size, tcp=tcp,
-                        watch_interval=args.watch_interval, service=Service(account))
+    opts = ServeOptions(zones_dir=str(srv.zones), listen=list(srv.listen),
+                        config_path=args.config, http=srv.http, http_token=srv.http_token,
+                        udp_size=srv.udp_size, tcp=tcp, watch_interval=args.watch_interval,
+                        service=Service(account))
     try:
         import uvloop
         uvloop.install()
@@ -348,21 +390,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Every command's arguments (exit 2 with usage on bad ones, as argparse does)."""
+    parser, commands = _parser()
+    args = parser.parse_args(list(argv))
+    if args.command == "simulate" and not args.clients and not args.from_url:
+        commands["simulate"].error("one of --clients or --from is required")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["simulate"]:
-        from geodns.ops import simulate
-        return simulate.main(argv[1:])
-    if argv[:1] == ["latency-map"]:
-        from geodns.traffic import latency_build
-        return latency_build.main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "check":
         return cmd_check(args)
     if args.command == "serve":
         return cmd_serve(args)
     if args.command == "explain":
         return cmd_explain(args)
+    if args.command == "simulate":
+        from geodns.ops import simulate
+        return simulate.run(args)
+    if args.command == "latency-map":
+        from geodns.traffic import latency_build
+        return latency_build.run(args)
     return 2
 
 

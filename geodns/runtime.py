@@ -12,7 +12,7 @@ from pathlib import Path
 
 from geodns.config import Config, ConfigError
 from geodns.config.locator import TomlLocator
-from geodns.geo import GeoDB
+from geodns.geoip.db import GeoDB
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.selector import Selector
 from geodns.select.types import Selection

@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 import dns.name
 from aiohttp import web
 
-from geodns.config import Config, load_config, parse_hostport
+from geodns.config import Config, load_config
 from geodns.defences import Defences
-from geodns.geo import FileKey, file_key
 from geodns.handler import Handler, State
 from geodns.health.monitor import HealthMonitor
 from geodns.health.snapshot import HealthSnapshot
@@ -27,10 +26,12 @@ from geodns.ops.control import start_control, stop_control
 from geodns.ops.dnstap import Dnstap
 from geodns.ops.metrics import Metrics
 from geodns.ops.querylog import QueryLog
+from geodns.ops.serving import ReloadOutcome, ServingView
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check
 from geodns.service import Service, bind_error, version
 from geodns.traffic.steering import Steering
+from geodns.watch import FileKey, file_key
 from geodns.xfr.service import XfrService, merge_zones
 from geodns.zones.load import ZoneFileError
 from geodns.zones.loader import ZoneLoader
@@ -70,16 +71,6 @@ def retire_zones(zones: list[Zone]) -> None:
         pending = busy
         del busy
         time.sleep(1.0)
-
-
-def parse_listen(text: str) -> Endpoint:
-    """A `--listen` or `--http` flag: an address as in the config, but the port is
-    required and may be 0 (any free port)."""
-    try:
-        host, port = parse_hostport(text, None, min_port=0)
-    except ValueError as exc:
-        raise ValueError(f"bad listen address {text!r}: {exc}") from None
-    return host, port
 
 
 @dataclass
@@ -173,6 +164,15 @@ class Server:
     @property
     def store(self) -> ZoneStore:
         return self.handler.state.store
+
+    # [refactor hook] geodns.ops.serving.Serving: what the control side may read and ask
+    def view(self) -> ServingView:
+        return ServingView(self.config, self.store.serials(), self.health.snapshot,
+                           self.runtime.geo)
+
+    async def request_reload(self, reason: str) -> ReloadOutcome:
+        ok = await self.reload(reason)
+        return ReloadOutcome(ok, () if ok else tuple(self.last_reload_error))
 
     def _health_changed(self, snapshot: HealthSnapshot) -> None:
         # The selector keys its decisions on the snapshot's cache token and rendered
@@ -283,7 +283,7 @@ class Server:
         self.last_reload_error = problems
         for problem in problems:
             log.error("%s", problem)
-        self.backend.on_reloaded(False, reason)  # [operator hook] logs the reload event
+        self.backend.on_reloaded(False, reason, problems)  # [operator hook] logs the reload
         self.service.reloaded(False, f"serving {len(self.store.zones)} zones")
         return False
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from geodns.geo import GeoDB
+from geodns.geoip.db import GeoDB
 from tests.util import DATA_DIR, REPO_ROOT, ServerProcess, geodns_server
 
 # Figures that tests report (e.g. geodns vs gdnsd scopes): printed in a section of

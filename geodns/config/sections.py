@@ -27,6 +27,7 @@ from geodns.config.model import (
     default_geoip_database,
     parse_hostport,
 )
+from geodns.config.serve import control_token_problem
 from geodns.config.validator import _MISSING, _cidr, _name_ok, _type_name, _Validator
 
 _METHOD_RE = re.compile(r"^[A-Z]{1,16}$")
@@ -92,6 +93,10 @@ def _server(v: _Validator, raw: object) -> ServerConfig:
     if token == "":
         v.error((*path, "http_token"), "must not be empty (leave it out for no token)")
         token = None
+    problem = control_token_problem(http.host, token) if http is not None else None
+    if problem is not None:  # the one rule the command line and the listener apply too
+        v.error((*path, "http"), f"{problem}: set server.http_token (every request must "
+                "then send it as a bearer token), listen on 127.0.0.1, or \"\" to turn it off")
     minimal = v.boolean(tbl, "minimal_responses", path, d.minimal_responses)
     nsid = _nsid(v, tbl, path)
     return ServerConfig(

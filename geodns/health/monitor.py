@@ -26,13 +26,14 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import aiohttp
 
 from geodns.config import Check, Config, Pop
 from geodns.health.checks import ProbeResult, check_port, make_session, run_check
-from geodns.health.overrides import OverrideRule, Overrides
+from geodns.health.override_rules import OverrideRule, rule_for
+from geodns.health.overrides import Overrides
 from geodns.health.snapshot import HealthKey, HealthSnapshot, State, key_label
 from geodns.health.tracker import Tracker
 from geodns.logs import event
@@ -44,6 +45,7 @@ __all__ = [
     "ProbeFn",
     "ProbeKey",
     "ProbeSpec",
+    "ProbeView",
     "key_label",
     "plan_probes",
 ]
@@ -129,6 +131,22 @@ def plan_probes(config: Config, warn: bool = True) -> dict[ProbeKey, ProbeSpec]:
     return {k: ProbeSpec(checks[k], k[1], k[2], tuple(v)) for k, v in keys.items()}
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeView:
+    """One probe as it is right now, read-only: its spec, state, counts, last result."""
+
+    spec: ProbeSpec
+    state: State
+    successes: int
+    failures: int
+    fall: int
+    rise: int
+    last: ProbeResult | None
+    last_check: float | None  # wall clock
+    last_change: float | None  # wall clock
+    runs: int
+
+
 @dataclass(eq=False, slots=True)
 class _Probe:
     """A running probe and everything status() reports about it."""
@@ -141,6 +159,11 @@ class _Probe:
     last_change: float | None = None  # wall clock
     runs: int = 0
     keys: tuple[HealthKey, ...] = field(default=())
+
+    def view(self) -> ProbeView:
+        t = self.tracker
+        return ProbeView(self.spec, t.state, t.successes, t.failures, t.fall, t.rise,
+                         self.last, self.last_check, self.last_change, self.runs)
 
 
 class HealthMonitor:
@@ -374,13 +397,8 @@ class HealthMonitor:
     def _rule_for(self, key: HealthKey, state: State | None) -> OverrideRule | None:
         if state is None:
             return None
-        now = self.overrides.clock()
-        pops = {k: p for k, p in self.config.pops.items()
-                if k == (key if isinstance(key, str) else key[0])}
-        for rule in reversed(self.overrides.rules):
-            if rule.active(now) and key in set(rule.matches(pops)):
-                return rule
-        return None
+        return rule_for(self.overrides.rules, key, state, self.config.pops,
+                        self.overrides.clock())
 
     def _real_of(self, key: HealthKey) -> str:
         for p in self._probes.values():
@@ -396,7 +414,7 @@ class HealthMonitor:
         """Force ``pattern`` (``fra``, ``fra/*``, ``*/192.0.2.20``) to up/down/drain.
 
         Takes effect at once; persisted to the admin-state file when there is one.
-        Raises :class:`geodns.health.overrides.OverrideError` on bad input (and its
+        Raises :class:`geodns.health.override_rules.OverrideError` on bad input (and its
         GuardRefused when a guard refuses it; ``force`` breaks the glass).
         """
         return await self.overrides.set_override(pattern, state, until, force)
@@ -405,57 +423,12 @@ class HealthMonitor:
         """Drop the override(s) with exactly this pattern; True if one existed."""
         return await self.overrides.clear_override(pattern)
 
-    # --- status -------------------------------------------------------------------
+    # --- reading ------------------------------------------------------------------
 
-    def target_status(self, key: HealthKey) -> dict[str, Any] | None:
-        """What explain and the control API say about one key (None: not checked)."""
-        for probe in self._probes.values():
-            if key in probe.keys:
-                return self._describe(probe, key)
-        return None
-
-    def status(self) -> dict[str, Any]:
-        """Plain data for the control API, metrics and explain.
-
-        ``targets`` maps ``fra`` / ``fra/192.0.2.20`` to the checked state, the last
-        result and the consecutive counts; ``forced`` maps keys to override states;
-        ``overrides`` lists the rules and the last admin-file problems.
-        """
-        targets = {key_label(key): self._describe(p, key)
-                   for p in self._probes.values() for key in p.keys}
-        return {
-            "generation": self.snapshot.generation,
-            "targets": dict(sorted(targets.items())),
-            "forced": {key_label(k): s for k, s in self.snapshot.overrides.items()},
-            "overrides": self.overrides.status(),
-        }
-
-    def _describe(self, probe: _Probe, key: HealthKey) -> dict[str, Any]:
-        spec, tracker, last = probe.spec, probe.tracker, probe.last
-        snap = self.snapshot
-        return {
-            "target": key_label(key),
-            "pop": key if isinstance(key, str) else key[0],
-            "address": None if isinstance(key, str) else key[1],
-            "check": spec.check.name,
-            "type": spec.check.type,
-            "probe": _hostport(spec.address, spec.port),
-            "state": tracker.state,
-            "forced": snap.forced(key),
-            "effective": snap.effective.get(key, "up"),
-            "ok": last.ok if last is not None else None,
-            "reason": last.reason if last is not None else None,
-            "latency_ms": last.latency_ms if last is not None else None,
-            "last_check": probe.last_check,
-            "last_change": probe.last_change,
-            "successes": tracker.successes,
-            "failures": tracker.failures,
-            "probes": probe.runs,
-            "interval": spec.check.interval,
-            "timeout": spec.check.timeout,
-            "fall": tracker.fall,
-            "rise": tracker.rise,
-        }
+    def checked(self) -> list[tuple[HealthKey, ProbeView]]:
+        """Every checked health key and a read-only picture of its probe (for
+        /status, which :mod:`geodns.ops.status_build` assembles)."""
+        return [(key, p.view()) for p in self._probes.values() for key in p.keys]
 
     def probes(self) -> Iterable[ProbeSpec]:
         """The deduplicated probes currently scheduled."""

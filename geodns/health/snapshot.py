@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final, Literal
 
-__all__ = ["STATES", "HealthKey", "HealthSnapshot", "State", "key_label"]
+__all__ = ["STATES", "HealthKey", "HealthSnapshot", "State", "key_label", "parse_key"]
 
 State = Literal["up", "down", "drain"]
 HealthKey = str | tuple[str, str]
@@ -28,6 +28,12 @@ _EMPTY: Final[Mapping[HealthKey, State]] = MappingProxyType({})
 def key_label(key: HealthKey) -> str:
     """``fra`` or ``fra/192.0.2.20``: how a key is written in logs, the API and metrics."""
     return key if isinstance(key, str) else f"{key[0]}/{key[1]}"
+
+
+def parse_key(label: str) -> HealthKey:
+    """The inverse of :func:`key_label`: ``fra`` or ``("fra", "192.0.2.20")``."""
+    pop, sep, address = label.partition("/")
+    return (pop, address) if sep else pop
 
 
 def _freeze(states: Mapping[HealthKey, State] | None, what: str) -> Mapping[HealthKey, State]:

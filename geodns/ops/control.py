@@ -21,33 +21,33 @@ import asyncio
 import contextlib
 import hmac
 import inspect
-import ipaddress
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from geodns.health.overrides import (
-    GuardRefused,
+from geodns.config.serve import control_token_problem, is_loopback
+from geodns.health.override_rules import (
+    OverrideError,
     format_time,
     match_targets,
     parse_pattern,
-    parse_until,
+    parse_request,
 )
-from geodns.health.snapshot import STATES, key_label
+from geodns.health.overrides import GuardRefused
+from geodns.health.snapshot import key_label
 from geodns.logs import event
 from geodns.ops.metrics import CONTENT_TYPE, Metrics
 from geodns.ops.page import render_page
+from geodns.ops.status import PopStatus, Status, TrafficMix, to_json
 from geodns.service import bind_error
 
 __all__ = [
-    "ANSWER_WINDOW_MINUTES",
     "ControlBackend",
-    "is_loopback",
     "make_app",
     "start_control",
     "stop_control",
@@ -55,11 +55,8 @@ __all__ = [
 
 log = logging.getLogger("geodns.control")
 
-ANSWER_WINDOW_MINUTES: Final = 5  # "share of answers" on /status and the page
 TICK_SECONDS: Final = 5.0  # how often the per-minute answer history is advanced
 MAX_BODY: Final = 64 * 1024
-_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.", "ip6-localhost"})
-_OVERRIDE_KEYS: Final = frozenset({"target", "state", "until", "force"})
 
 BACKEND_KEY: Final = web.AppKey("backend", object)  # a ControlBackend (Protocols are no keys)
 OPTIONS_KEY: Final = web.AppKey("options", dict)
@@ -68,29 +65,19 @@ OPTIONS_KEY: Final = web.AppKey("options", dict)
 class ControlBackend(Protocol):
     """What the server exposes to the control API.
 
-    ``status()`` returns JSON-able data; the keys the page and API document are::
-
-        zones:       [{"name": "example.com.", "serial": 2026112101}, ...]
-        pools:       [{"name": "www", "strategy": "nearest", "pops": ["iad", ...]}, ...]
-        pops:        [{"name": "fra", "state": "drain", "real": "up", "forced": "drain",
-                       "capacity": 5000.0 | None,
-                       "addresses": [{"address": "192.0.2.20", "state": "up",
-                                      "real": "up", "forced": None}, ...]}, ...]
-        last_reload: {"ok": true, "time": 1763719200.0, "problems": []} | None
-        overrides:   [{"pattern": "fra", "state": "drain", "until": "...Z" | None,
-                       "active": true, "source": "api"}, ...]          (optional)
-
-    (:mod:`geodns.ops.status` builds each of these from the live objects.)
-    ``set_override``/``clear_override`` may be plain or ``async`` methods; they raise
-    ``ValueError`` on bad input, which the API turns into a 400 with the message, and
-    :class:`~geodns.health.overrides.GuardRefused` when a guard refuses (409).
-    ``dry_run`` answers what an override would do (per POP current and predicted qps
-    and share, and what it would break); ``traffic_mix`` is the recent answer mix.
+    ``status()`` is the whole typed :class:`~geodns.ops.status.Status` (built once per
+    request by :mod:`geodns.ops.status_build`): ``GET /status`` is its JSON, the page
+    renders it.  ``set_override``/``clear_override`` may be plain or ``async``
+    methods; they raise ``ValueError`` on bad input, which the API turns into a 400
+    with the message, and :class:`~geodns.health.overrides.GuardRefused` when a guard
+    refuses (409).  ``dry_run`` answers what an override would do (per POP current
+    and predicted qps and share, and what it would break); ``traffic_mix`` is the
+    recent answer mix.
     """
 
     metrics: Metrics
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> Status: ...
 
     async def reload(self) -> tuple[bool, list[str]]: ...
 
@@ -100,27 +87,9 @@ class ControlBackend(Protocol):
     def dry_run(self, target: str, state: str, until: float | None,
                 force: bool = False) -> dict[str, Any]: ...
 
-    def traffic_mix(self) -> dict[str, Any]: ...
+    def traffic_mix(self) -> TrafficMix: ...
 
     def clear_override(self, target: str) -> Awaitable[bool] | bool: ...
-
-    def recent_changes(self) -> list[dict[str, Any]]: ...
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 (also bracketed or v4-mapped) and ``localhost``."""
-    h = host.strip().lower()
-    if h in _LOOPBACK_NAMES:
-        return True
-    if h.startswith("[") and h.endswith("]"):
-        h = h[1:-1]
-    try:
-        ip = ipaddress.ip_address(h.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
 
 
 def _error(status: int, message: str, **extra: Any) -> web.Response:
@@ -201,49 +170,16 @@ def _backend(request: web.Request) -> ControlBackend:
     return backend
 
 
-def status_data(backend: ControlBackend, minutes: int = ANSWER_WINDOW_MINUTES,
-                now: float | None = None) -> dict[str, Any]:
-    """``backend.status()`` plus answer shares per POP and recent health changes."""
-    now = time.time() if now is None else now
-    data = dict(backend.status())
-    m = backend.metrics
-    m.tick()
-    minutes_seen = m.per_minute()  # closed minutes oldest first, then the current one
-    history = minutes_seen[-max(1, minutes):]
-    # Sparklines show closed minutes only: a partial current minute always looks like a
-    # drop and would make every line slope down at its right end.
-    closed = minutes_seen[:-1][-max(1, minutes):]
-    counts: dict[str, int] = {}
-    for _, minute in history:
-        for pop, n in minute.items():
-            counts[pop] = counts.get(pop, 0) + n
-    total = sum(counts.values())
-    # The rate divides by the time actually covered (a fresh server has no 5 minutes).
-    first = history[0][0] if history else now
-    covered = max(1.0, now - max(first, m.started))
-    names = [str(p.get("name")) for p in data.get("pops") or []]
-    names += sorted(p for p in counts if p not in names)
-    data["answers"] = {
-        "window_minutes": minutes,
-        "total": total,
-        "pops": {p: {"count": counts.get(p, 0),
-                     "share": counts.get(p, 0) / total if total else 0.0,
-                     "qps": counts.get(p, 0) / covered,
-                     "series": [minute.get(p, 0) for _, minute in closed]}
-                 for p in names},
-    }
-    data["recent_changes"] = backend.recent_changes()[:50]
-    data["time"] = now
-    return data
+def _json(data: object) -> str:
+    return json.dumps(to_json(data), default=str)
 
 
 async def _get_status(request: web.Request) -> web.Response:
-    return web.json_response(status_data(_backend(request)),
-                             dumps=lambda o: json.dumps(o, default=str))
+    return web.json_response(_backend(request).status(), dumps=_json)
 
 
 async def _get_page(request: web.Request) -> web.Response:
-    page = render_page(status_data(_backend(request)))
+    page = render_page(_backend(request).status())
     return web.Response(text=page, content_type="text/html",
                         headers={"Cache-Control": "no-store",
                                  "Content-Security-Policy": "default-src 'none'; "
@@ -274,51 +210,9 @@ async def _post_reload(request: web.Request) -> web.Response:
                              status=422)
 
 
-def parse_override(body: object, now: float) -> tuple[str, str, float | None, bool]:
-    """Validate a PUT /overrides body -> (pattern, state, until epoch, force); ValueError
-    explains."""
-    if not isinstance(body, dict):
-        raise ValueError('expected a JSON object like {"target": "fra", "state": "down", '
-                         '"until": "+30m"}')
-    unknown = sorted(set(body) - _OVERRIDE_KEYS)
-    if unknown:
-        raise ValueError(f"unknown key(s) {_short(', '.join(map(repr, unknown)))}; "
-                         "expected target, state and optionally until and force")
-    target, state, until = body.get("target"), body.get("state"), body.get("until")
-    force = body.get("force", False)
-    if not isinstance(force, bool):
-        raise ValueError('"force" must be true or false (true: apply even if it breaks a '
-                         "guard; logged and counted)")
-    if not isinstance(target, str) or not target:
-        raise ValueError('"target" is required: a POP ("fra"), every address of a POP '
-                         '("fra/*") or one address ("fra/192.0.2.20")')
-    pattern = parse_pattern(target)
-    if not isinstance(state, str) or state.lower() not in STATES:
-        raise ValueError(f'"state" must be one of {", ".join(STATES)}, got '
-                         f'{_short(repr(state))}')
-    expires: float | None = None
-    if until is not None:
-        if not isinstance(until, str):
-            raise ValueError('"until" must be a string: ISO 8601 with a zone '
-                             '("2026-12-01T10:00:00Z") or relative ("+30m")')
-        expires = parse_until(until.strip(), now)
-        if expires <= now:
-            raise ValueError(f'"until" {until!r} is in the past')
-    return pattern, state.lower(), expires, force
-
-
-def _short(text: str, limit: int = 80) -> str:
-    """Client input echoed in an error, cut to a readable length."""
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _matches(pattern: str, pops: list[Any]) -> list[str]:
+def _matches(pattern: str, pops: Sequence[PopStatus]) -> list[str]:
     """Targets among the status POPs that ``pattern`` selects (as ``fra``/``fra/addr``)."""
-    listed = (
-        (str(pop.get("name", "")),
-         [str(a.get("address", "")) for a in pop.get("addresses") or [] if isinstance(a, dict)])
-        for pop in pops if isinstance(pop, dict)
-    )
+    listed = ((pop.name, [a.address for a in pop.addresses]) for pop in pops)
     return [key_label(key) for key in match_targets(pattern, listed)]
 
 
@@ -335,19 +229,17 @@ async def _put_override(request: web.Request) -> web.Response:
         return _error(400, f"body is not valid JSON: {exc}")
     except RecursionError:
         return _error(400, "body is not valid JSON: nested too deeply")
-    now = time.time()
     try:
-        pattern, state, until, force = parse_override(body, now)
-    except ValueError as exc:
+        rule = parse_request(body, time.time())
+    except OverrideError as exc:
         return _error(400, str(exc))
-    pops = backend.status().get("pops")
-    matched: list[str] | None = None
-    if isinstance(pops, list):
-        matched = _matches(pattern, pops)
-        if not matched:
-            known = ", ".join(str(p.get("name")) for p in pops if isinstance(p, dict))
-            return _error(400, f"target {pattern!r} matches no POP or address "
-                          f"(POPs: {known or 'none'})")
+    pattern, state, until, force = rule.pattern, rule.state, rule.until, rule.force
+    pops = backend.status().pops
+    matched = _matches(pattern, pops)
+    if not matched:
+        known = ", ".join(p.name for p in pops)
+        return _error(400, f"target {pattern!r} matches no POP or address "
+                      f"(POPs: {known or 'none'})")
     until_text = format_time(until) if until is not None else None
     if request.query.get("dry_run", "") not in ("", "0", "false"):
         try:
@@ -380,8 +272,7 @@ async def _put_override(request: web.Request) -> web.Response:
 
 
 async def _get_mix(request: web.Request) -> web.Response:
-    return web.json_response(_backend(request).traffic_mix(),
-                             dumps=lambda o: json.dumps(o, default=str))
+    return web.json_response(_backend(request).traffic_mix(), dumps=_json)
 
 
 async def _delete_override(request: web.Request) -> web.Response:
@@ -452,9 +343,10 @@ async def start_control(backend: ControlBackend, host: str, port: int,
     request must present it; on loopback the token is not needed.
     """
     loopback = is_loopback(host)
-    if not loopback and not token:
-        raise ValueError(f"refusing to serve the control API on non-loopback address "
-                         f"{host} without a token (set one, or listen on 127.0.0.1)")
+    problem = control_token_problem(host, token)
+    if problem is not None:
+        raise ValueError(f"refusing to start: {problem} (off loopback it would answer "
+                         "anyone without a token: set one, or listen on 127.0.0.1)")
     app = make_app(backend, token=token, require_token=not loopback)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()

@@ -23,16 +23,23 @@ import geoip2.errors
 
 from geodns.logs import event
 
-__all__ = ["GeoInfo", "describe_record", "geo_info", "log_geo_info", "read_info"]
+__all__ = ["GeoDatabase", "GeoInfo", "describe_record", "geo_info", "log_geo_info", "read_info"]
 
 log = logging.getLogger("geodns.geoip")
 DAY = 86400.0
 
 
-class _GeoDBLike(Protocol):
-    path: Path
-    database_type: str
-    build_epoch: int
+class GeoDatabase(Protocol):
+    """What is read of an open GeoIP database (:class:`geodns.geoip.db.GeoDB`)."""
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def database_type(self) -> str: ...
+
+    @property
+    def build_epoch(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +82,8 @@ class GeoInfo:
                 "max_age_days": self.max_age_days, "stale": self.stale(now)}
 
 
-def geo_info(db: _GeoDBLike, max_age_days: int) -> GeoInfo:
-    """From an open :class:`geodns.geo.GeoDB` (its metadata was read when it opened)."""
+def geo_info(db: GeoDatabase, max_age_days: int) -> GeoInfo:
+    """From an open :class:`geodns.geoip.db.GeoDB` (its metadata was read when it opened)."""
     return GeoInfo(str(db.path), db.database_type, db.build_epoch, max_age_days)
 
 

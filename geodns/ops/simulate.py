@@ -39,9 +39,10 @@ import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
 from geodns.config.discover import DEFAULT_CONFIG, find_config
-from geodns.geo import GeoDB
-from geodns.health.overrides import OverrideRule, parse_pattern, resolve
-from geodns.health.snapshot import STATES, HealthKey, HealthSnapshot, State
+from geodns.geoip.db import GeoDB
+from geodns.health.override_rules import OverrideRule, check_matches, make_rule, resolve
+from geodns.health.snapshot import STATES, HealthKey, HealthSnapshot, State, parse_key
+from geodns.ops.status import TrafficMix
 from geodns.problems import Problems
 from geodns.select.inputs import Inputs, load_asn, load_books
 from geodns.select.selector import Selector
@@ -62,12 +63,12 @@ __all__ = [
     "ClientsError",
     "LiveState",
     "SimResult",
-    "build_parser",
     "judge",
-    "main",
     "parse_live",
     "plot",
     "read_clients",
+    "run",
+    "scenario_rules",
     "scenario_snapshot",
     "serving_state",
     "simulate",
@@ -199,27 +200,35 @@ def _read_jsonl(name: str, text: str) -> tuple[list[Client], list[str]]:
     return clients, problems
 
 
+def scenario_rules(config: Config, down: Sequence[str] = (), drain: Sequence[str] = (),
+                   now: float | None = None) -> list[OverrideRule]:
+    """``--down``/``--drain`` targets (POP, ``POP/*``, ``POP/ADDR``) as override rules,
+    in the one override language; OverrideError (a ValueError) when a target is
+    malformed or matches nothing in the config."""
+    now = time.time() if now is None else now
+    rules: list[OverrideRule] = []
+    for state, targets in (("drain", drain), ("down", down)):
+        for target in targets:
+            rule = make_rule(target, state, now=now, source="simulate")
+            check_matches(rule, config.pops)
+            rules.append(rule)
+    return rules
+
+
 def scenario_snapshot(config: Config, down: Sequence[str] = (),
                       drain: Sequence[str] = (),
                       base: Sequence[OverrideRule] = (),
                       now: HealthSnapshot | None = None) -> HealthSnapshot:
-    """A snapshot with ``down``/``drain`` targets (POP, ``POP/*``, ``POP/ADDR``) forced,
-    on top of ``base`` rules (e.g. the admin-state file's) and of ``now`` (a server's
-    checked states and overrides, for ``--from``).
+    """A snapshot with ``down``/``drain`` targets forced, on top of ``base`` rules (e.g.
+    the admin-state file's) and of ``now`` (a server's checked states and overrides,
+    for ``--from``).
 
     ValueError when a target is malformed or matches nothing in the config.
     """
-    rules: list[OverrideRule] = list(base)
-    for state, targets in (("drain", drain), ("down", down)):
-        for target in targets:
-            pattern = parse_pattern(target)
-            rule = OverrideRule(pattern, cast(State, state), None, "simulate")
-            if not any(True for _ in rule.matches(config.pops)):
-                raise ValueError(f"{target!r} matches no POP or address (POPs: "
-                                 f"{', '.join(config.pops) or 'none'})")
-            rules.append(rule)
+    at = time.time()
+    rules = [*base, *scenario_rules(config, down, drain, at)]
     forced: dict[HealthKey, State] = dict(now.overrides) if now is not None else {}
-    forced.update(resolve(rules, config.pops, time.time()))
+    forced.update(resolve(rules, config.pops, at))
     return HealthSnapshot.build(real=now.real if now is not None else None,
                                 overrides=forced, generation=(now.generation + 1)
                                 if now is not None else 1)
@@ -461,46 +470,28 @@ class LiveState:
     source: str
 
 
-def _health_key(text: str) -> HealthKey:
-    pop, sep, address = text.partition("/")
-    return (pop, address) if sep else pop
+def live_state(mix: TrafficMix, source: str) -> LiveState:
+    """What ``--from`` predicts with, from a server's typed answer mix."""
+    clients = [Client(e.client, e.prefix, e.qps, e.pool, e.qtype) for e in mix.entries]
+
+    def states(raw: Mapping[str, str]) -> dict[HealthKey, State]:
+        return {parse_key(k): cast(State, v) for k, v in raw.items() if v in STATES}
+
+    snap = HealthSnapshot.build(real=states(mix.health.real),
+                                overrides=states(mix.health.overrides), generation=1)
+    loads = {p: v.load for p, v in mix.loads.items() if not v.stale}
+    caps = {p: v.capacity for p, v in mix.loads.items() if v.capacity is not None}
+    room = {pool: {p: PopLoad(r.load, r.capacity) for p, r in per_pop.items()}
+            for pool, per_pop in mix.spill.room.items()}
+    spill = SpillState(1, mix.spill.shares,
+                       {p: PopLoad(v, caps[p]) for p, v in loads.items() if p in caps},
+                       mix.spill.spill_at, room)
+    return LiveState(clients, snap, loads, spill, mix.window_seconds, source)
 
 
 def parse_live(doc: Any, source: str) -> LiveState:
     """The ``GET /traffic/mix`` document; ValueError when it is not one."""
-    if not isinstance(doc, dict) or not isinstance(doc.get("entries"), list):
-        raise ValueError(f"{source}: not a geodns answer mix (no entries)")
-    clients = []
-    for e in doc["entries"]:
-        if not isinstance(e, dict):
-            raise ValueError(f"{source}: bad entry {e!r}")
-        clients.append(Client(str(e["client"]), e.get("prefix"), float(e["qps"]),
-                              str(e["pool"]), int(e["qtype"])))
-    health = doc.get("health") or {}
-
-    def states(key: str) -> dict[HealthKey, State]:
-        raw = health.get(key) or {}
-        return {_health_key(k): cast(State, v) for k, v in raw.items() if v in STATES}
-
-    snap = HealthSnapshot.build(real=states("real"), overrides=states("overrides"),
-                                generation=1)
-    loads_doc = doc.get("loads") or {}
-    loads = {p: float(v["load"]) for p, v in loads_doc.items()
-             if isinstance(v, dict) and isinstance(v.get("load"), int | float)
-             and not v.get("stale")}
-    caps = {p: float(v["capacity"]) for p, v in loads_doc.items()
-            if isinstance(v, dict) and isinstance(v.get("capacity"), int | float)}
-    spill_doc = doc.get("spill") or {}
-    room = {pool: {p: PopLoad(float(v["load"]), float(v["capacity"]))
-                   for p, v in per_pop.items()}
-            for pool, per_pop in (spill_doc.get("room") or {}).items()}
-    spill = SpillState(1, {pool: {p: float(s) for p, s in shares.items()}
-                           for pool, shares in spill_doc.get("shares", {}).items()},
-                       {p: PopLoad(v, caps[p]) for p, v in loads.items() if p in caps},
-                       {pool: float(a) for pool, a in spill_doc.get("spill_at", {}).items()},
-                       room)
-    return LiveState(clients, snap, loads, spill, float(doc.get("window_seconds") or 0),
-                     source)
+    return live_state(TrafficMix.from_json(doc, source), source)
 
 
 def fetch_live(base: str, token: str | None = None, timeout: float = 10.0) -> LiveState:
@@ -670,42 +661,6 @@ def figure(r: SimResult) -> Any:
 # --------------------------------------------------------------------------- CLI
 
 
-def build_parser(prog: str = "geodns simulate") -> argparse.ArgumentParser:
-    """The ``geodns simulate`` argument parser (the lead's CLI can reuse it)."""
-    p = argparse.ArgumentParser(prog=prog, description="Predict each POP's share of traffic "
-                                "now and with POPs down or drained, using the server's own "
-                                "selection code.")
-    p.add_argument("--config", help="config file (default: ./geodns.toml when it exists)")
-    p.add_argument("--clients", help="CSV 'ip_or_prefix,weight' (weight in qps) or a "
-                   "JSON-lines query log (1 per line, times --scale)")
-    p.add_argument("--from", dest="from_url", metavar="URL",
-                   help="a running server's control API (e.g. http://127.0.0.1:8053): its "
-                   "health, loads and spill shares, and (without --clients) its recent "
-                   "answer mix")
-    p.add_argument("--token", help="bearer token for --from (a non-loopback control API)")
-    p.add_argument("--down", action="extend", nargs="+", default=[], metavar="TARGET",
-                   help="POP (or POP/*, POP/ADDRESS) forced down; repeatable")
-    p.add_argument("--drain", action="extend", nargs="+", default=[], metavar="TARGET",
-                   help="POP (or POP/*, POP/ADDRESS) drained; repeatable")
-    p.add_argument("--pool", help="pool to ask (default: the only pool, or each log "
-                   "line's pool)")
-    p.add_argument("--qtype", help="A or AAAA (default A, or each log line's qtype)")
-    p.add_argument("--scale", type=float, default=1.0,
-                   help="multiply every weight (e.g. turn a log's line count into qps)")
-    p.add_argument("--loads", metavar="FILE", help="POP loads as a load feed file (JSON "
-                   "or CSV, as [loads] type file reads): spill pools shed what these loads "
-                   "settle at, and capacity counts in their unit")
-    p.add_argument("--load", action="append", default=[], metavar="POP=LOAD",
-                   help="one POP's load (repeatable; wins over --loads)")
-    p.add_argument("--check", action="store_true", help=f"exit {EXIT_BROKEN} when the "
-                   "scenario pushes a POP past its capacity or breaks a pool's guard "
-                   "(min_up, max_share): for CI of drill plans")
-    p.add_argument("--geoip", help="mmdb file (default: the config's [geoip] database)")
-    p.add_argument("--plot", metavar="FILE", help="write a PNG bar chart")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    return p
-
-
 def read_loads(path: str | None, pairs: Sequence[str], config: Config) -> dict[str, float]:
     """``--loads FILE`` and ``--load POP=LOAD``; ValueError names the problem."""
     from geodns.traffic.feed_parse import FeedError, parse_csv_loads, parse_json_loads
@@ -746,13 +701,9 @@ def _fail(err: Any, lines: Iterable[str], code: int = 1) -> int:
     return code
 
 
-def main(argv: list[str]) -> int:
-    """``geodns simulate ...``: 0 done, 1 bad input, 2 usage (argparse), 3 (``--check``)
-    the scenario breaks a capacity or a guard."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.clients and not args.from_url:
-        parser.error("one of --clients or --from is required")
+def run(args: argparse.Namespace) -> int:
+    """``geodns simulate ...`` (its arguments are parsed in :mod:`geodns.cli`): 0 done,
+    1 bad input, 2 usage, 3 (``--check``) the scenario breaks a capacity or a guard."""
     err = sys.stderr
     choice = find_config(args.config)
     if choice.path is None:
@@ -857,6 +808,3 @@ def main(argv: list[str]) -> int:
         return EXIT_BROKEN
     return 0
 
-
-if __name__ == "__main__":  # pragma: no cover - `python -m geodns.ops.simulate`
-    sys.exit(main(sys.argv[1:]))

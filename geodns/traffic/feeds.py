@@ -44,7 +44,7 @@ from geodns.traffic.feed_parse import (
 )
 from geodns.traffic.loads import LoadSample, LoadSnapshot
 
-__all__ = ["BODY_LIMIT", "LoadMetrics", "LoadMonitor", "fetch_feed"]
+__all__ = ["BODY_LIMIT", "LoadMetrics", "LoadMonitor", "feed_source", "fetch_feed"]
 
 log = logging.getLogger("geodns.loads")
 
@@ -62,7 +62,7 @@ def _prometheus_url(feed: LoadFeed) -> str:
     return (feed.url or "").rstrip("/") + "/api/v1/query"
 
 
-def _source(feed: LoadFeed) -> str:
+def feed_source(feed: LoadFeed) -> str:
     """How problems name the feed's origin."""
     if feed.type == "file":
         return str(feed.path)
@@ -131,7 +131,7 @@ async def fetch_feed(feed: LoadFeed, session: aiohttp.ClientSession | None,
 
 @dataclass(eq=False, slots=True)
 class _FeedState:
-    """One feed's last good data and everything status() and the metrics report."""
+    """One feed's last good data and everything /status and the metrics report."""
 
     feed: LoadFeed
     data: FeedData | None = None
@@ -285,7 +285,7 @@ class LoadMonitor:
         except FeedError as exc:
             self._failed(state, tuple(exc.problems))
         except Exception as exc:  # never let one feed's surprise stop the task
-            self._failed(state, (f"{_source(feed)}:0: {type(exc).__name__}: {exc}",))
+            self._failed(state, (f"{feed_source(feed)}:0: {type(exc).__name__}: {exc}",))
         else:
             if ok_result is not None:
                 state.data, state.default_time = ok_result
@@ -376,28 +376,12 @@ class LoadMonitor:
 
     # --- status -------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        """Plain data per feed for the control API, the status page and explain."""
-        now = self.clock()
-        feeds = {}
-        for name, s in sorted(self._feeds.items()):
-            newest = s.newest()
-            feeds[name] = {
-                "type": s.feed.type, "source": _source(s.feed), "interval": s.feed.interval,
-                "max_age": s.feed.max_age, "ok": s.ok, "problems": list(s.problems),
-                "stale": s.stale, "age": None if newest is None else max(0.0, now - newest),
-                "last_success": s.last_success, "polls": s.polls, "failures": s.failures,
-                "missing": sorted(s.missing),
-                "pops": [pop for pop, _ in self._pops.get(name, ())],
-            }
-        pops = {pop: {"load": smp.value, "capacity": smp.capacity, "feed": smp.feed,
-                      "utilisation": smp.utilisation, "stale": smp.stale,
-                      "age": smp.age(now)}
-                for pop, smp in sorted(self.snapshot.samples.items())}
-        return {"generation": self.snapshot.generation, "feeds": feeds, "pops": pops}
+    def feed_pops(self, name: str) -> list[str]:
+        """The POPs whose loads feed ``name`` carries (config order)."""
+        return [pop for pop, _ in self._pops.get(name, ())]
 
     def feeds(self) -> Iterator[tuple[str, _FeedState]]:
-        """Feed states, for :class:`LoadMetrics`."""
+        """Feed states (read-only), for :class:`LoadMetrics` and /status."""
         return iter(sorted(self._feeds.items()))
 
     def metrics(self) -> LoadMetrics:

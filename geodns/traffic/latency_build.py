@@ -30,7 +30,7 @@ import math
 import socket
 import statistics
 import sys
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,8 +48,8 @@ __all__ = [
     "BuildReport",
     "LatencyBuild",
     "build_latency_map",
-    "main",
     "rtts_agree",
+    "run",
 ]
 
 _RAW_HEADER_FIRST: Final = frozenset({"client_ip", "ip", "client", "address"})
@@ -362,37 +362,6 @@ def build_latency_map(text: str, name: str, opts: BuildOptions | None = None,
     return LatencyBuild(lmap, out, tuple(reader.problems), report)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    d = BuildOptions()
-    p = argparse.ArgumentParser(
-        prog="geodns latency-map",
-        description="Build a latency map (prefix,pop,rtt_ms,samples) from raw measurements "
-                    "(client_ip,pop,rtt_ms[,time]).")
-    p.add_argument("--input", required=True, help="raw CSV: client_ip,pop,rtt_ms[,time]")
-    p.add_argument("--output", required=True, help="the map file to write (atomically)")
-    p.add_argument("--config", help="geodns.toml: reject rows naming POPs it does not have")
-    p.add_argument("--v4-prefix", type=int, default=d.v4_prefix, metavar="N",
-                   help=f"group IPv4 clients by /N (default {d.v4_prefix})")
-    p.add_argument("--v6-prefix", type=int, default=d.v6_prefix, metavar="N",
-                   help=f"group IPv6 clients by /N (default {d.v6_prefix})")
-    p.add_argument("--min-samples", type=int, default=d.min_samples, metavar="N",
-                   help=f"samples needed per (prefix, POP) (default {d.min_samples})")
-    p.add_argument("--min-pops", type=int, default=d.min_pops, metavar="N",
-                   help=f"POPs needed per prefix (default {d.min_pops})")
-    p.add_argument("--tolerance-ms", type=float, default=d.tolerance_ms, metavar="MS",
-                   help=f"siblings agree within max(MS, PCT%%) (default {d.tolerance_ms:g})")
-    p.add_argument("--tolerance-pct", type=float, default=d.tolerance_pct, metavar="PCT",
-                   help=f"(default {d.tolerance_pct:g})")
-    p.add_argument("--widest-v4", type=int, default=d.widest_v4, metavar="N",
-                   help=f"never merge IPv4 beyond /N (default {d.widest_v4})")
-    p.add_argument("--widest-v6", type=int, default=d.widest_v6, metavar="N",
-                   help=f"never merge IPv6 beyond /N (default {d.widest_v6})")
-    p.add_argument("--no-merge", action="store_true", help="keep the grouping prefixes")
-    p.add_argument("--skip-bad", action="store_true",
-                   help="report bad lines and go on without them (default: write nothing)")
-    return p
-
-
 def _options(args: argparse.Namespace) -> BuildOptions:
     checks = [
         (0 < args.v4_prefix <= 32, "--v4-prefix must be 1..32"),
@@ -418,11 +387,11 @@ def _print_problems(problems: Sequence[str], err: TextIO) -> None:
         print(f"... and {len(problems) - _SHOWN_PROBLEMS} more bad lines", file=err)
 
 
-def main(argv: Iterable[str], out: TextIO | None = None, err: TextIO | None = None) -> int:
-    """Exit 0 when a map was written, 1 for bad input or nothing to write, 2 for usage."""
+def run(args: argparse.Namespace, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """``geodns latency-map`` (its arguments are parsed in :mod:`geodns.cli`): exit 0
+    when a map was written, 1 for bad input or nothing to write, 2 for usage."""
     out = out or sys.stdout
     err = err or sys.stderr
-    args = build_parser().parse_args(list(argv))
     try:
         opts = _options(args)
     except ValueError as exc:

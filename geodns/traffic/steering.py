@@ -29,8 +29,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from geodns.config import Config
-from geodns.health.overrides import OverrideRule, resolve
-from geodns.health.snapshot import HealthKey, HealthSnapshot, State, key_label
+from geodns.health.override_rules import OverrideRule, resolve
+from geodns.health.snapshot import HealthKey, HealthSnapshot, State
 from geodns.logs import event
 from geodns.ops.simulate import Client, SimResult, judge, simulate
 from geodns.select.inputs import Inputs, load_asn, load_books, needs_asn
@@ -268,52 +268,6 @@ class Steering:
         return {p: v for p in self.config.pops if (v := snap.load(p)) is not None}
 
     # ------------------------------------------------------------------ reporting
-
-    def mix_doc(self) -> dict[str, Any]:
-        """``GET /traffic/mix``: what ``geodns simulate --from`` predicts with."""
-        entries, covered = self.mix.entries()
-        live = self.health_of()
-        return {
-            "time": self.clock(), "window_seconds": covered, "every": self.mix.every,
-            "entries": [e.as_dict() for e in entries],
-            "health": {"real": {key_label(k): s for k, s in live.real.items()},
-                       "overrides": {key_label(k): s for k, s in live.overrides.items()}},
-            "loads": self.loads.status()["pops"],
-            "spill": self.spill_doc(),
-        }
-
-    def spill_doc(self) -> dict[str, Any]:
-        state = self.spill.state
-        return {"shares": {pool: dict(s) for pool, s in state.shares.items()},
-                "spill_at": dict(state.spill_at),
-                "room": {pool: {p: {"load": pl.load, "capacity": pl.capacity}
-                                for p, pl in room.items()}
-                         for pool, room in state.room.items()}}
-
-    def status(self) -> dict[str, Any]:
-        """Loads against capacity, spill shares, latency maps, guard counts."""
-        now = self.clock()
-        loads = self.loads.status()
-        pops = {}
-        for name, pop in self.config.pops.items():
-            smp = loads["pops"].get(name)
-            pops[name] = {"capacity": pop.capacity, "load": smp["load"] if smp else None,
-                          "utilisation": smp["utilisation"] if smp else None,
-                          "stale": smp["stale"] if smp else None,
-                          "feed": pop.load}
-        latency = {}
-        selector = self.selector_of()
-        for name, book in self.books.items():
-            plan = selector.plans.get(name) if selector is not None else None
-            latency[name] = {
-                "path": book.path, "prefixes": len(book.map) if book.map is not None else 0,
-                "age_seconds": book.map.age(now) if book.map is not None else None,
-                "stale": plan.latency_stale if plan is not None else None,
-                "max_age": plan.pool.max_age if plan is not None else None,
-                "problems": list(book.problems)}
-        return {"pops": pops, "feeds": loads["feeds"], "spill": self.spill_doc(),
-                "latency": latency, "guards": {"refused": dict(self.refused),
-                                               "forced": dict(self.forced)}}
 
     def collector(self) -> Collector:
         """Prometheus families for loads, spill, latency maps and guards."""

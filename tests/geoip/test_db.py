@@ -11,7 +11,9 @@ import maxminddb
 import pytest
 
 from geodns.config import default_geoip_database
-from geodns.geo import GeoDB, Location, file_key, haversine_km
+from geodns.geoip.db import GeoDB
+from geodns.geoip.location import Location, haversine_km
+from geodns.watch import file_key
 from tests.select.conftest import TINY_NETWORKS
 from tests.select.mmdb_writer import city, write_mmdb
 

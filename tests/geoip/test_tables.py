@@ -12,7 +12,8 @@ from pathlib import Path
 import maxminddb
 import pytest
 
-from geodns.geo import GeoDB, Location
+from geodns.geoip.db import GeoDB
+from geodns.geoip.location import Location
 from geodns.geoip.tables import ALIAS_ROW, EMPTY_ROW, FamilyTable, GeoTables
 from tests.select.conftest import TINY_NETWORKS
 from tests.select.mmdb_writer import city, write_mmdb

@@ -18,6 +18,8 @@ from geodns.config import Check
 from geodns.health.checks import ProbeResult
 from geodns.health.monitor import HealthMonitor, plan_probes
 from geodns.health.snapshot import HealthSnapshot
+from geodns.ops.status import to_json
+from geodns.ops.status_build import check_status
 from tests.health.backends import (
     HttpBackend,
     TcpBackend,
@@ -91,7 +93,7 @@ def test_failover_and_recovery_times(caplog: pytest.LogCaptureFixture) -> None:
             # a hanging backend (accepts, never answers) costs its timeout, then goes down
             backend.hang()
             await eventually(lambda: state_of(monitor, "fra") == "down", 5.0)
-            assert monitor.status()["targets"]["fra"]["reason"] == f"timeout after {TIMEOUT}s"
+            assert check_status(monitor)["fra"].reason == f"timeout after {TIMEOUT}s"
             await backend.revive()
             await eventually(lambda: state_of(monitor, "fra") == "up", 5.0)
         finally:
@@ -198,7 +200,7 @@ def test_address_targets_are_checked_one_by_one() -> None:
             await two.stop()
 
     monitor = run_async(main())
-    targets = monitor.status()["targets"]
+    targets = to_json(check_status(monitor))
     assert set(targets) == {"fra/127.0.0.1", "fra/127.0.0.2"}
     assert targets["fra/127.0.0.2"]["state"] == "down"
     assert targets["fra/127.0.0.2"]["address"] == "127.0.0.2"
@@ -288,7 +290,7 @@ def test_probe_concurrency_is_bounded() -> None:
         monitor = HealthMonitor(config_from(text), max_concurrency=3, probe=fake_probe)
         await monitor.start()
         await asyncio.sleep(0.5)
-        runs = sum(t["probes"] for t in monitor.status()["targets"].values())
+        runs = sum(t.probes for t in check_status(monitor).values())
         await monitor.stop()
         return runs
 
@@ -307,7 +309,7 @@ def test_misbehaving_probe_is_cut_off_and_reported() -> None:
         monitor = HealthMonitor(config, probe=stuck_probe)
         await monitor.start()
         await eventually(lambda: state_of(monitor, "fra") == "down", 2.0)
-        status = monitor.status()["targets"]["fra"]
+        status = to_json(check_status(monitor))["fra"]
         await monitor.stop()
         return status
 
@@ -327,7 +329,7 @@ def test_initial_down_and_status_fields() -> None:
         try:
             await monitor.start()
             await eventually(lambda: state_of(monitor, "fra") == "up", 1.0)
-            return before, monitor.status(), monitor.snapshot
+            return before, {"targets": to_json(check_status(monitor))}, monitor.snapshot
         finally:
             await monitor.stop()
             await backend.stop()

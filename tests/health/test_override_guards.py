@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from geodns.health.overrides import GuardRefused, OverrideRule, Overrides
+from geodns.health.override_rules import OverrideRule
+from geodns.health.overrides import GuardRefused, Overrides
 from geodns.traffic.guards import GuardVerdict, Violation
 from tests.health.backends import eventually, run_async
 
@@ -39,17 +40,6 @@ def write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def test_force_is_a_line_suffix() -> None:
-    from geodns.health.overrides import parse_overrides
-
-    rules, _ = parse_overrides("fra drain force\nsin down until +30m FORCE\nsyd up\n", "a",
-                               base_time=1000.0)
-    assert [(r.pattern, r.state, r.until, r.force) for r in rules] == [
-        ("fra", "drain", None, True), ("sin", "down", 2800.0, True), ("syd", "up", None, False)]
-    assert rules[0].describe() == "fra drain force"
-    assert rules[1].as_dict(0)["force"] is True
 
 
 def test_a_refused_file_changes_nothing_and_says_why(

@@ -6,21 +6,33 @@ import time
 from typing import Any
 
 from geodns.ops.metrics import Metrics
+from geodns.ops.status import (
+    AddressStatus,
+    HealthChange,
+    OverrideStatus,
+    PoolStatus,
+    PopStatus,
+    ReloadStatus,
+    Status,
+    TrafficMix,
+    ZoneStatus,
+)
+from geodns.ops.status_build import answers
 
 
-def sample_pops() -> list[dict[str, Any]]:
+def sample_pops() -> list[PopStatus]:
     """Three POPs: iad up, fra drained by an operator, sin found down by its check."""
     def addr(a: str, state: str = "up", real: str = "up", forced: str | None = None
-             ) -> dict[str, Any]:
-        return {"address": a, "state": state, "real": real, "forced": forced}
+             ) -> AddressStatus:
+        return AddressStatus(a, state, real, forced)
 
     return [
-        {"name": "iad", "state": "up", "real": "up", "forced": None, "capacity": 1000.0,
-         "addresses": [addr("192.0.2.10"), addr("2001:db8:10::1")]},
-        {"name": "fra", "state": "drain", "real": "up", "forced": "drain", "capacity": 500.0,
-         "addresses": [addr("192.0.2.20"), addr("192.0.2.21", "down", "down")]},
-        {"name": "sin", "state": "down", "real": "down", "forced": None, "capacity": None,
-         "addresses": [addr("192.0.2.30")]},
+        PopStatus("iad", "up", "up", None, capacity=1000.0, check="web",
+                  addresses=(addr("192.0.2.10"), addr("2001:db8:10::1"))),
+        PopStatus("fra", "drain", "up", "drain", capacity=500.0, check="web",
+                  addresses=(addr("192.0.2.20"), addr("192.0.2.21", "down", "down"))),
+        PopStatus("sin", "down", "down", None, capacity=None, check="web",
+                  addresses=(addr("192.0.2.30"),)),
     ]
 
 
@@ -35,21 +47,23 @@ class FakeBackend:
         self.reloads = 0
         self.fail_set: str | None = None  # set_override raises ValueError(fail_set)
         self.status_calls = 0
-        self.changes: list[dict[str, Any]] = []
-        self.last_reload: dict[str, Any] | None = {"ok": True, "time": time.time() - 90,
-                                                   "problems": []}
+        self.changes: list[HealthChange] = []
+        self.last_reload: ReloadStatus | None = ReloadStatus(True, time.time() - 90)
 
-    def status(self) -> dict[str, Any]:
+    def status(self, now: float | None = None) -> Status:
         self.status_calls += 1
-        return {
-            "zones": [{"name": "example.com.", "serial": 2026112101 + self.status_calls}],
-            "pools": [{"name": "www", "strategy": "nearest", "ttl": 60,
-                       "pops": ["iad", "fra", "sin"]}],
-            "pops": self.pops,
-            "last_reload": self.last_reload,
-            "overrides": [{"pattern": p, "state": s, "until": None, "active": True,
-                           "source": "api"} for p, (s, _) in self.overrides.items()],
-        }
+        now = time.time() if now is None else now
+        return Status(
+            zones=(ZoneStatus("example.com.", 2026112101 + self.status_calls),),
+            pools=(PoolStatus("www", "nearest", 60, pops=("iad", "fra", "sin")),),
+            pops=tuple(self.pops),
+            last_reload=self.last_reload,
+            overrides=tuple(OverrideStatus(p, s, None, True, "api")
+                            for p, (s, _) in self.overrides.items()),
+            answers=answers(self.metrics, [p.name for p in self.pops], now),
+            recent_changes=tuple(self.changes[:50]),
+            time=now,
+        )
 
     async def reload(self) -> tuple[bool, list[str]]:
         self.reloads += 1
@@ -65,14 +79,11 @@ class FakeBackend:
                 force: bool = False) -> dict[str, Any]:
         return {"allowed": True, "pops": {}, "broken": []}
 
-    def traffic_mix(self) -> dict[str, Any]:
-        return {"entries": [], "window_seconds": 0}
+    def traffic_mix(self) -> TrafficMix:
+        return TrafficMix()
 
     def clear_override(self, target: str) -> bool:
         return self.overrides.pop(target, None) is not None
-
-    def recent_changes(self) -> list[dict[str, Any]]:
-        return list(self.changes)
 
 
 class AsyncOverridesBackend(FakeBackend):

@@ -7,11 +7,15 @@ from typing import Any
 
 import pytest
 
-from geodns.config import Config, parse_config
-from geodns.health.overrides import OverrideError
-from geodns.health.snapshot import HealthSnapshot
+from geodns.config import Check, Config, parse_config
+from geodns.health.checks import ProbeResult
+from geodns.health.monitor import ProbeSpec, ProbeView
+from geodns.health.override_rules import OverrideError, OverrideRule
+from geodns.health.snapshot import HealthKey, HealthSnapshot
 from geodns.ops.backend import ServerBackend
 from geodns.ops.metrics import Metrics
+from geodns.ops.serving import ReloadOutcome, ServingView
+from geodns.ops.status import to_json
 
 CONFIG = """
 [pops.iad]
@@ -44,26 +48,56 @@ class Store:
 
 
 class FakeServer:
+    """Implements geodns.ops.serving.Serving, as the server does."""
+
     def __init__(self) -> None:
         self.config: Config = parse_config(CONFIG, "geodns.toml")
         self.health = Holder()
-        self.last_reload_error: list[str] = []
         self.store = Store()
         self.next_ok = True
+        self.geo: Any = None
 
-    async def reload(self, reason: str) -> bool:
-        self.last_reload_error = [] if self.next_ok else ["zones/x.zone:3: bad"]
+    def view(self) -> ServingView:
+        return ServingView(self.config, self.store.serials(), self.health.snapshot, self.geo)
+
+    async def request_reload(self, reason: str) -> ReloadOutcome:
         if self.next_ok:
             self.store.zones["example.com."] += 1
-        return self.next_ok
+            return ReloadOutcome(True)
+        return ReloadOutcome(False, ("zones/x.zone:3: bad",))
+
+
+class FakeOverrides:
+    def __init__(self) -> None:
+        self.rules_by_pattern: dict[str, tuple[str, float | None]] = {}
+        self.errors: list[str] = []
+
+    @property
+    def rules(self) -> list[OverrideRule]:
+        return [OverrideRule(p, s, u, "api") for p, (s, u) in  # type: ignore[arg-type]
+                self.rules_by_pattern.items()]
+
+    def clock(self) -> float:
+        return 0.0
 
 
 class FakeMonitor:
+    """What ServerBackend reads of the health monitor: the checked fra (down after a
+    12 ms timeout) and the override rules."""
+
     def __init__(self) -> None:
-        self.rules: dict[str, tuple[str, float | None]] = {}
+        self.overrides = FakeOverrides()
+        self.rules = self.overrides.rules_by_pattern
+        self.snapshot = HealthSnapshot.all_up()
+
+    def checked(self) -> list[tuple[HealthKey, ProbeView]]:
+        spec = ProbeSpec(Check("web", "http"), "192.0.2.20", 80, ("fra",))
+        return [("fra", ProbeView(spec, "down", 0, 3, 3, 2,
+                                  ProbeResult(False, "timeout after 3.0s", 0.012),
+                                  None, None, 3))]
 
     async def set_override(self, pattern: str, state: str,
-                           until: float | None = None, force: bool = False) -> object:
+                           until: Any = None, force: bool = False) -> Any:
         if state == "bogus":
             raise OverrideError(["unknown state 'bogus'"])
         self.rules[pattern] = (state, until)
@@ -72,12 +106,6 @@ class FakeMonitor:
     async def clear_override(self, pattern: str) -> bool:
         return self.rules.pop(pattern, None) is not None
 
-    def status(self) -> dict[str, Any]:
-        return {"targets": {"fra": {"latency_ms": 12, "state": "down", "check": "web",
-                                    "reason": "timeout after 3.0s"}},
-                "overrides": {"rules": [{"pattern": p, "state": s} for p, (s, _) in
-                                        self.rules.items()], "errors": []}}
-
 
 def test_status_reload_overrides_and_health() -> None:
     server, monitor, metrics = FakeServer(), FakeMonitor(), Metrics()
@@ -85,8 +113,8 @@ def test_status_reload_overrides_and_health() -> None:
     assert metrics.zone_serials == {"example.com.": 7}
     # The initial load is a reload: counted, and shown with its reason.
     assert metrics.reloads == {"success": 1, "failure": 0}
-    assert backend.status()["last_reload"] == {"ok": True, "time": metrics.last_reload_time,
-                                               "problems": [], "reason": "start"}
+    assert to_json(backend.status())["last_reload"] == {
+        "ok": True, "time": metrics.last_reload_time, "problems": [], "reason": "start"}
     assert metrics.health_states == {"iad": "up", "iad/192.0.2.10": "up", "fra": "up",
                                      "fra/192.0.2.20": "up"}
     assert metrics.check_latency == {"fra": 0.012}
@@ -96,7 +124,7 @@ def test_status_reload_overrides_and_health() -> None:
         backend.on_reloaded(True, "SIGHUP")
         server.next_ok = False
         assert await backend.reload() == (False, ["zones/x.zone:3: bad"])
-        backend.on_reloaded(False, "files changed")
+        backend.on_reloaded(False, "files changed", ["zones/x.zone:3: bad"])
         await backend.set_override("fra", "drain", None)
         with pytest.raises(ValueError, match="bogus"):
             await backend.set_override("fra", "bogus", None)
@@ -106,7 +134,7 @@ def test_status_reload_overrides_and_health() -> None:
     asyncio.run(go())
     assert metrics.reloads == {"success": 2, "failure": 1}
     assert metrics.zone_serials == {"example.com.": 8}
-    st = backend.status()
+    st = to_json(backend.status())
     assert st["last_reload"]["ok"] is False
     assert st["last_reload"]["problems"] == ["zones/x.zone:3: bad"]
     assert st["last_reload"]["reason"] == "files changed"
@@ -116,12 +144,12 @@ def test_status_reload_overrides_and_health() -> None:
     new = server.health.snapshot.with_real("fra", "down")
     server.health.snapshot = new
     backend.on_health(new)
-    assert backend.recent_changes()[0]["target"] == "fra"
+    assert to_json(backend.changes.recent())[0]["target"] == "fra"
     # The change says why: the check's last result (what /status has under checks).
-    assert backend.recent_changes()[0]["reason"] == "check web: timeout after 3.0s"
+    assert to_json(backend.changes.recent())[0]["reason"] == "check web: timeout after 3.0s"
     assert metrics.health_states["fra"] == "down"
     assert metrics.health_changes[("fra", "down")] == 1
-    pops = {p["name"]: p for p in backend.status()["pops"]}
+    pops = {p["name"]: p for p in to_json(backend.status())["pops"]}
     assert pops["fra"]["state"] == "down" and pops["fra"]["real"] == "down"
 
 
@@ -133,7 +161,7 @@ def test_without_monitor_overrides_are_refused() -> None:
             await backend.set_override("fra", "down", None)
 
     asyncio.run(go())
-    assert "overrides" not in backend.status()
+    assert "overrides" not in to_json(backend.status())
 
 
 def test_forced_change_names_the_override() -> None:
@@ -143,18 +171,18 @@ def test_forced_change_names_the_override() -> None:
     new = server.health.snapshot.evolve(real={}, overrides={"fra": "drain"})
     server.health.snapshot = new
     backend.on_health(new)
-    change = backend.recent_changes()[0]
+    change = to_json(backend.changes.recent())[0]
     assert (change["target"], change["to"], change["forced"]) == ("fra", "drain", True)
     assert change["reason"].startswith("operator override fra drain")
     cleared = new.evolve(real={}, overrides={})
     server.health.snapshot = cleared
     backend.on_health(cleared)
-    assert backend.recent_changes()[0]["reason"] == "operator override removed"
+    assert to_json(backend.changes.recent())[0]["reason"] == "operator override removed"
 
 
 def test_status_names_version_host_and_uptime() -> None:
     metrics = Metrics(version="9.9.9")
-    st = ServerBackend(FakeServer(), metrics).status()
+    st = to_json(ServerBackend(FakeServer(), metrics).status())
     assert st["server"]["version"] == "9.9.9"
     assert st["server"]["host"]
     assert st["server"]["uptime_seconds"] >= 0
@@ -170,21 +198,16 @@ class FakeGeo:
         self.build_epoch = built
 
 
-class FakeRuntime:
-    def __init__(self, geo: FakeGeo) -> None:
-        self.geo = geo
-
-
 def test_geoip_database_is_logged_exposed_and_warned_about(
         caplog: pytest.LogCaptureFixture) -> None:
     import time
 
     server = FakeServer()
-    server.runtime = FakeRuntime(FakeGeo(int(time.time()) - 400 * 86400))  # type: ignore[attr-defined]
+    server.geo = FakeGeo(int(time.time()) - 400 * 86400)
     metrics = Metrics(process=False)
     caplog.set_level("INFO")
     backend = ServerBackend(server, metrics)
-    geo = backend.status()["geoip"]
+    geo = to_json(backend.status())["geoip"]
     assert (geo["type"], geo["age_days"], geo["max_age_days"], geo["stale"]) == (
         "GeoLite2-City", 400, 45, True)
     assert metrics.geoip is not None and metrics.geoip[0] == "GeoLite2-City"
@@ -195,9 +218,9 @@ def test_geoip_database_is_logged_exposed_and_warned_about(
     caplog.clear()
     backend.on_reloaded(True, "SIGHUP")
     assert not any("geoip" in r.name for r in caplog.records)
-    server.runtime = FakeRuntime(FakeGeo(int(time.time()) - 86400))  # type: ignore[attr-defined]
+    server.geo = FakeGeo(int(time.time()) - 86400)
     backend.on_reloaded(True, "files changed")
-    assert backend.status()["geoip"]["stale"] is False
+    assert to_json(backend.status())["geoip"]["stale"] is False
     assert [r.levelname for r in caplog.records if r.name == "geodns.geoip"] == ["INFO"]
 
 

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
-from geodns.ops.control import status_data
 from geodns.ops.metrics import Metrics
 from geodns.ops.page import render_page
+from geodns.ops.status import (
+    GeoStatus,
+    HealthChange,
+    LoadFigures,
+    ReloadStatus,
+    ServerInfo,
+    SpillStatus,
+    SteeringStatus,
+    to_json,
+)
 from tests.ops.fakes import FakeBackend
 
 
@@ -27,9 +37,9 @@ def row(page: str, pop: str) -> str:
 
 def test_checked_column_says_no_check_for_unchecked_pops() -> None:
     backend = FakeBackend()
-    backend.pops[0]["check"] = None  # iad: no health check at all
-    backend.pops[2]["check"] = "web"  # sin: checked, found down
-    page = render_page(status_data(backend))
+    backend.pops[0] = dataclasses.replace(backend.pops[0], check=None)  # iad: no check at all
+    backend.pops[2] = dataclasses.replace(backend.pops[2], check="web")  # sin: found down
+    page = render_page(backend.status())
     assert "no check" in row(page, "iad")
     assert ">up<" not in row(page, "iad").split("</td>")[2]
     assert "no check" not in row(page, "sin") and ">down<" in row(page, "sin")
@@ -38,14 +48,15 @@ def test_checked_column_says_no_check_for_unchecked_pops() -> None:
 def test_change_reason_and_initial_load_and_server_line() -> None:
     backend = FakeBackend()
     now = time.time()
-    backend.changes = [{"time": now - 5, "target": "sin", "from": "up", "to": "down",
-                        "forced": False, "reason": "check web: timeout after 3.0s"}]
-    backend.last_reload = {"ok": True, "time": now - 60, "problems": [], "reason": "start"}
-    data = status_data(backend)
-    data["server"] = {"version": "0.1.0", "host": "dns1.example", "started": now - 7500,
-                      "uptime_seconds": 7500.0, "config": "/etc/geodns/geodns.toml"}
-    data["geoip"] = {"path": "/var/lib/GeoIP/GeoLite2-City.mmdb", "type": "GeoLite2-City",
-                     "built": "2018-07-03", "age_days": 3000, "stale": True}
+    backend.changes = [HealthChange(now - 5, "sin", "up", "down", False,
+                                    "check web: timeout after 3.0s")]
+    backend.last_reload = ReloadStatus(True, now - 60, (), "start")
+    data = dataclasses.replace(
+        backend.status(),
+        server=ServerInfo("0.1.0", "dns1.example", 1, now - 7500, 7500.0,
+                          "/etc/geodns/geodns.toml"),
+        geoip=GeoStatus("/var/lib/GeoIP/GeoLite2-City.mmdb", "GeoLite2-City", 0,
+                        "2018-07-03", 3000, 45, True))
     page = render_page(data, now=now)
     assert "check web: timeout after 3.0s" in page
     assert "initial load" in page and "NO RELOAD YET" not in page
@@ -71,7 +82,7 @@ def test_sparkline_series_exclude_the_partial_current_minute() -> None:
     clock.t += 10  # 10 s into the current minute: only 10 answers so far
     for _ in range(10):
         m.answer("www", "iad")
-    data = status_data(backend, now=clock.t)
+    data = to_json(backend.status(now=clock.t))
     series = data["answers"]["pops"]["iad"]["series"]
     assert series == [60, 60, 60]  # the partial 10 would look like a drop
     assert data["answers"]["total"] == 190  # the counts still include it
@@ -79,10 +90,12 @@ def test_sparkline_series_exclude_the_partial_current_minute() -> None:
 
 def test_load_against_capacity_and_shedding_pops() -> None:
     backend = FakeBackend()
-    backend.pops[0].update(load=950.0, utilisation=0.95, load_stale=False)  # iad, cap 1000
-    backend.pops[1].update(load=600.0, utilisation=1.2, load_stale=True)  # fra, cap 500
-    data = status_data(backend)
-    data["steering"] = {"spill": {"shares": {"www": {"iad": 0.12, "fra": 0.0}}}}
+    backend.pops[0] = dataclasses.replace(  # iad, cap 1000
+        backend.pops[0], figures=LoadFigures(950.0, 0.95, False))
+    backend.pops[1] = dataclasses.replace(  # fra, cap 500
+        backend.pops[1], figures=LoadFigures(600.0, 1.2, True))
+    data = dataclasses.replace(backend.status(), steering=SteeringStatus(
+        spill=SpillStatus({"www": {"iad": 0.12, "fra": 0.0}})))
     page = render_page(data)
     assert "950 of 1000 (95%)" in row(page, "iad")
     fra = row(page, "fra")

@@ -12,20 +12,25 @@ import dns.edns
 import dns.rdatatype
 import pytest
 
+from geodns.cli import main as cli_main
 from geodns.config import load_config, parse_config
-from geodns.geo import GeoDB
+from geodns.geoip.db import GeoDB
 from geodns.health.snapshot import HealthSnapshot
 from geodns.ops.querylog import QueryLog
 from geodns.ops.simulate import (
     NO_ANSWER,
     ClientsError,
-    main,
     read_clients,
     scenario_snapshot,
     simulate,
 )
 from geodns.select.selector import Selector
 from tests.util import ask, geodns_server, make_query
+
+
+def main(args: list[str]) -> int:
+    """``geodns simulate ARGS``, through the one command line."""
+    return cli_main(["simulate", *args])
 
 NETS_CONFIG = """
 [server]

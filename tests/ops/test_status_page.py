@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from geodns.ops.control import bound_port, start_control, stop_control
+from geodns.ops.status import HealthChange
 from tests.ops.fakes import FakeBackend
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -55,10 +56,8 @@ def busy_backend() -> FakeBackend:
             b.metrics.answer("www", pop)
     now = time.time()
     b.changes = [
-        {"time": now - 40, "target": "sin", "from": "up", "to": "down", "forced": False,
-         "reason": "check web: connection refused"},
-        {"time": now - 300, "target": "fra", "from": "up", "to": "drain", "forced": True,
-         "reason": None},
+        HealthChange(now - 40, "sin", "up", "down", False, "check web: connection refused"),
+        HealthChange(now - 300, "fra", "up", "drain", True, None),
     ]
     b.overrides = {"fra": ("drain", None)}
     return b

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from geodns.config import Config, parse_config
-from geodns.geo import GeoDB
+from geodns.geoip.db import GeoDB
 from tests.select.mmdb_writer import city, write_mmdb
 
 # Networks of the tiny database (an IPv6 tree with IPv4 under ::/96, like GeoIP2).

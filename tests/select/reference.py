@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from geodns.config import Config, Pool
-from geodns.geo import Location
+from geodns.geoip.location import Location
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.spill import spill_point

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from geodns.geo import GeoDB
+from geodns.geoip.db import GeoDB
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.selector import Selector
 from tests.select.conftest import make_config

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geodns.config import Config
-from geodns.geo import GeoDB
+from geodns.geoip.db import GeoDB
 from geodns.health.snapshot import HealthKey, HealthSnapshot, State
 from geodns.select.selector import Selector
 from tests.select.conftest import make_config

@@ -9,7 +9,8 @@ from typing import Any, cast
 import pytest
 
 from geodns.config import load_config
-from geodns.geo import GeoDB, haversine_km
+from geodns.geoip.db import GeoDB
+from geodns.geoip.location import haversine_km
 from geodns.health.snapshot import HealthSnapshot, State
 from geodns.select.selector import Selector
 from tests.select.conftest import make_config

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from geodns.config import Config
-from geodns.geo import GeoDB
 from geodns.geoip.asn_tables import asn_tables
+from geodns.geoip.db import GeoDB
 from geodns.health.snapshot import HealthSnapshot, State
 from geodns.select.inputs import Inputs
 from geodns.select.latency import LatencyBook

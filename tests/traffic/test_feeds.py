@@ -18,6 +18,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from geodns.config import Config, parse_config
+from geodns.ops.status import to_json
+from geodns.ops.status_build import feed_status, load_status
 from geodns.traffic.feeds import LoadMonitor
 from geodns.traffic.loads import LoadSnapshot
 from tests.health.backends import eventually, free_tcp_port, run_async
@@ -145,7 +147,7 @@ def test_csv_rows_carry_their_own_times(tmp_path: Path) -> None:
     mon = LoadMonitor(config(f'[loads.edge]\ntype = "file"\npath = "{path}"\n'), clock=clock)
     run_async(mon.poll("edge"))
     assert loads(mon.snapshot) == {"fra": 10.0, "iad": None}  # iad's row is too old
-    assert mon.status()["feeds"]["edge"]["stale"] is False  # the feed itself is alive
+    assert feed_status(mon)["edge"].stale is False  # the feed itself is alive
 
 
 def test_file_goes_stale_when_its_writer_stops(tmp_path: Path,
@@ -196,7 +198,7 @@ def test_missing_file_and_missing_pops_are_reported_not_fatal(
     run_async(go())
     assert warnings(caplog) == [f"load feed edge failed: {path}:0: no such file",
                                 "load feed edge has no value for IAD1"]
-    status = mon.status()["feeds"]["edge"]
+    status = to_json(feed_status(mon))["edge"]
     assert (status["ok"], status["missing"], status["failures"]) == (True, ["IAD1"], 1)
 
 
@@ -383,7 +385,7 @@ def test_config_reload_adds_changes_and_removes_feeds(tmp_path: Path) -> None:
         await eventually(lambda: mon.snapshot.load("fra") == 10.0, 2)
         assert mon.snapshot.load("iad") is None
         mon.update_config(none)
-        assert dict(mon.snapshot.samples) == {} and mon.status()["feeds"] == {}
+        assert dict(mon.snapshot.samples) == {} and feed_status(mon) == {}
         await mon.stop()
 
     run_async(go())
@@ -406,7 +408,7 @@ def test_metrics_and_status(tmp_path: Path) -> None:
                  'geodns_pop_capacity{pop="fra"} 1000.0',
                  'geodns_pop_capacity{pop="iad"} 2000.0'):
         assert line in text.splitlines(), line
-    status = mon.status()
+    status = {"pops": to_json(load_status(mon)), "feeds": to_json(feed_status(mon))}
     assert status["pops"]["fra"] == {"load": 800.0, "capacity": 1000.0, "feed": "edge",
                                      "utilisation": 0.8, "stale": False, "age": 4.0}
     assert status["feeds"]["edge"]["pops"] == ["fra", "iad"]

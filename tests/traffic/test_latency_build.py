@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from geodns.cli import main as cli_main
+from geodns.cli import parse_args
 from geodns.traffic.latency_build import (
     BuildOptions,
     build_latency_map,
-    main,
     rtts_agree,
 )
+from geodns.traffic.latency_build import run as latency_map
 from geodns.traffic.latency_map import load_latency_map, parse_latency_map
 from tests.util import DATA_DIR
 
@@ -25,7 +26,7 @@ GOLDEN_REPORT = DATA_DIR / "latency" / "report.golden.txt"
 
 def run(*args: str) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = main(list(args), out=out, err=err)
+    code = latency_map(parse_args(["latency-map", *args]), out=out, err=err)
     return code, out.getvalue(), err.getvalue()
 
 
