@@ -25,7 +25,7 @@ from geodns.ops.backend import ServerBackend
 from geodns.ops.control import start_control, stop_control
 from geodns.ops.dnstap import Dnstap
 from geodns.ops.metrics import Metrics
-from geodns.ops.querylog import QueryLog
+from geodns.ops.querylog import QueryLog, reopen_logs
 from geodns.ops.serving import ReloadOutcome, ServingView
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check
@@ -279,6 +279,10 @@ class Server:
             self.service.reloaded(True, f"serving {len(store.zones)} zones")
             return True
 
+    def _sighup(self) -> None:
+        reopen_logs()  # [refactor hook] logrotate's postrotate may send SIGHUP too
+        asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
+
     def _reload_failed(self, reason: str, problems: list[str]) -> bool:
         self.last_reload_error = problems
         for problem in problems:
@@ -341,8 +345,9 @@ class Server:
         self.xfr.loaded(self.store)  # xfr hook: journal the zones, refresh secondaries
         self.xfr.start()
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGHUP,
-                                lambda: loop.create_task(self.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        # [refactor hook] logrotate: SIGUSR1 (and SIGHUP) reopen the query log
+        loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         watcher = loop.create_task(self.watch())

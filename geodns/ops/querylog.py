@@ -1,12 +1,15 @@
 """Optional JSON-lines query log that can never slow down or block answering.
 
-The query path calls :meth:`QueryLog.query` (or :meth:`QueryLog.submit`): a sampling
-draw and an append of raw values to a bounded deque, O(1), synchronous, no await,
-no formatting.  When the deque is full the line is dropped and counted
-(``geodns_querylog_dropped_total``): under overload we lose log lines, not answers.
-A writer task formats batches as JSON and appends them with aiofiles (the blocking
-write happens in a worker thread), rotating by size: ``name`` -> ``name.1`` ->
-``name.2`` ... keeping ``keep`` old files.
+The query path calls :meth:`QueryLog.log` (after :meth:`QueryLog.sampled`), or
+:meth:`QueryLog.query` / :meth:`QueryLog.submit`: a sampling draw and a put of raw
+values on a bounded queue, O(1), synchronous, no await, no formatting.  When the
+queue is full the line is dropped and counted (``geodns_querylog_dropped_total``):
+under overload we lose log lines, not answers.  The rest is the standard library's
+logging machinery: a :class:`logging.handlers.QueueListener` thread formats each line
+as JSON and writes it through a :class:`logging.handlers.RotatingFileHandler`, which
+rotates by size (``name`` -> ``name.1`` -> ``name.2`` ... keeping ``keep`` old
+files).  :func:`reopen_logs` (the server calls it on SIGHUP and SIGUSR1) makes every
+query log open its path again, for logrotate's ``postrotate``.
 
 One line per logged query::
 
@@ -21,34 +24,35 @@ holds several POPs comma-separated when one answer spans POPs.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import ipaddress
 import json
 import logging
+import logging.handlers
+import math
 import os
+import queue
 import random
+import sys
 import time
-from collections import deque
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
-import aiofiles
-import aiofiles.os
-from aiofiles.threadpool.text import AsyncTextIOWrapper
-
 from geodns.ops.metrics import Metrics, qtype_label, rcode_label
 from geodns.wire import decode
 
-__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_QUEUE", "QueryLog", "format_time", "wire_name"]
+__all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_QUEUE", "QueryLog", "format_time", "reopen_logs",
+           "wire_name"]
 
 log = logging.getLogger("geodns.querylog")
 
 DEFAULT_QUEUE: Final = 10_000
 DEFAULT_MAX_BYTES: Final = 100 * 1024 * 1024
-_BATCH: Final = 512  # lines per write call
 _ERROR_LOG_INTERVAL: Final = 60.0  # seconds between repeated write-error log lines
+_CACHE: Final = 4096  # formatted names and ECS subnets kept by the writer
 
 # A queued query: the raw values handed over by the query path (formatted by the writer).
 _Raw = tuple[float, str, Any, int | None, Any, Any, Any, str | None, Any, int | None,
@@ -56,8 +60,20 @@ _Raw = tuple[float, str, Any, int | None, Any, Any, Any, str | None, Any, int | 
 
 
 def format_time(ts: float) -> str:
-    """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-11-21T10:00:00.123Z``)."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """Epoch seconds as ISO 8601 UTC with milliseconds (``2026-11-21T10:00:00.123Z``),
+    rounded to microseconds as :meth:`datetime.fromtimestamp` does, then cut to ms."""
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    if us >= 1_000_000:
+        whole, us = whole + 1, us - 1_000_000
+    elif us < 0:
+        whole, us = whole - 1, us + 1_000_000
+    return f"{_second(int(whole))}.{us // 1000:03d}Z"
+
+
+@functools.lru_cache(maxsize=4)
+def _second(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def wire_name(wire: bytes) -> str:
@@ -65,10 +81,20 @@ def wire_name(wire: bytes) -> str:
     return decode.wire_name(wire).to_text()
 
 
+_name_text = functools.lru_cache(maxsize=_CACHE)(wire_name)  # names repeat: format once
+
+
 def _ecs_text(addr: Any, prefix: int | None) -> str | None:
     if addr is None:
         return None
-    if isinstance(addr, bytes | bytearray):
+    if isinstance(addr, bytearray):
+        addr = bytes(addr)
+    return _ecs_cached(addr, prefix)
+
+
+@functools.lru_cache(maxsize=_CACHE)
+def _ecs_cached(addr: Any, prefix: int | None) -> str:
+    if isinstance(addr, bytes):
         ip: ipaddress.IPv4Address | ipaddress.IPv6Address = (
             ipaddress.IPv4Address(bytes(addr[:4]).ljust(4, b"\0")) if len(addr) <= 4
             else ipaddress.IPv6Address(bytes(addr[:16]).ljust(16, b"\0")))
@@ -89,10 +115,10 @@ def _format(raw: _Raw) -> dict[str, Any]:
         "time": format_time(ts),
         "client": client,
         "ecs": _ecs_text(ecs_addr, ecs_source),
-        "qname": wire_name(bytes(qname)) if isinstance(qname, bytes | bytearray)
+        "qname": _name_text(bytes(qname)) if isinstance(qname, bytes | bytearray)
         else str(qname),
-        "qtype": qtype_label_full(qtype),
-        "rcode": rcode_label(rcode),
+        "qtype": _qtype_text(qtype),
+        "rcode": _rcode_text(rcode),
         "pool": pool,
         "pop": pops,
         "scope": scope,
@@ -109,12 +135,123 @@ def qtype_label_full(qtype: int | str) -> str:
     return label if label != "other" else f"TYPE{qtype}"
 
 
+_qtype_text = functools.lru_cache(maxsize=256)(qtype_label_full)
+_rcode_text = functools.lru_cache(maxsize=64)(rcode_label)
+
+
+class _LineFormatter(logging.Formatter):
+    """A queued query (raw values or a ready record) as its JSON line, formatted once."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = record.__dict__.get("line")
+        if line is None:
+            item = record.msg
+            rec = item if isinstance(item, Mapping) else _format(item)  # type: ignore[arg-type]
+            line = record.line = json.dumps(rec, separators=(",", ":"), default=str)
+        return str(line)
+
+
+class _LogFile(logging.handlers.RotatingFileHandler):
+    """The stdlib's size-rotating file, never rotating an empty file; flushed when the
+    queue runs dry (not per line); reopened on request (logrotate); write errors drop
+    the line and are counted and logged at most once a minute."""
+
+    def __init__(self, owner: QueryLog) -> None:
+        super().__init__(owner.path, "a", maxBytes=owner.max_bytes,
+                         backupCount=owner.keep, encoding="utf-8")
+        self.setFormatter(_LineFormatter())
+        self.owner = owner
+        self.failed = False
+        self.reopen_requested = False
+        self._last_error = 0.0
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        """The stdlib's rule (rotate before a line would reach ``maxBytes``) without its
+        two stat() calls per line (our path is a regular file we opened), and never
+        for an empty file (a line longer than ``maxBytes`` on its own stays whole)."""
+        if not self.maxBytes:
+            return False
+        if self.stream is None:
+            self.stream = self._open()
+        size = self.stream.tell()
+        return size > 0 and size + len(self.format(record)) + 1 >= self.maxBytes
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.reopen_requested:
+            self.reopen_requested = False
+            self.reopen_now()
+        super().emit(record)
+
+    def flush(self) -> None:
+        """Nothing per line: :class:`_Writer` flushes once the queue is empty."""
+
+    def flush_now(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self.stream is not None and not self.stream.closed:
+                try:
+                    self.stream.flush()
+                except OSError as exc:
+                    self._error(exc)
+
+    def reopen_now(self) -> None:
+        """Close the file; the next line opens the path again (a new file after
+        logrotate moved the old one away)."""
+        if self.stream is not None:
+            try:
+                self.stream.close()
+            except OSError as exc:
+                self._error(exc)
+            self.stream = None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = True
+        exc = sys.exc_info()[1]
+        self._error(exc)
+
+    def _error(self, exc: BaseException | None) -> None:
+        now = time.monotonic()
+        if now - self._last_error >= _ERROR_LOG_INTERVAL:
+            self._last_error = now
+            log.error("query log: cannot write %s: %s (lines dropped)", self.owner.path, exc)
+
+
+class _Writer(logging.handlers.QueueListener):
+    """The stdlib's queue listener thread: takes queued queries off the queue, writes
+    them through :class:`_LogFile`, counts what was written or lost."""
+
+    def __init__(self, owner: QueryLog, handler: _LogFile) -> None:
+        super().__init__(owner.queue, handler)
+        self.owner = owner
+        self.file = handler
+        # One record, refilled per line: handlers here never keep it (3 us a line saved).
+        self._record = logging.LogRecord("geodns.querylog", logging.INFO, "", 0, None,
+                                         None, None)
+
+    def prepare(self, record: Any) -> logging.LogRecord:
+        rec = self._record
+        rec.msg = record
+        rec.__dict__.pop("line", None)
+        return rec
+
+    def handle(self, record: Any) -> None:
+        self.file.failed = False
+        super().handle(record)
+        self.owner.counted(not self.file.failed)
+        if self.owner.queue.empty():
+            self.file.flush_now()
+
+
 class QueryLog:
     """Bounded, sampled, asynchronous JSON-lines writer with size rotation.
 
     ``sample`` is the fraction of queries logged (0..1).  ``max_bytes`` 0 disables
-    rotation; otherwise the file is rotated before a write would take it past
-    ``max_bytes`` and ``keep`` rotated files are kept (``keep`` >= 1).
+    rotation; otherwise the file is rotated before a line would take it to
+    ``max_bytes`` and ``keep`` rotated files are kept (``keep`` >= 1).  The query path
+    puts raw values on a queue (C ``SimpleQueue``: no lock to wait for, no
+    formatting); a :class:`logging.handlers.QueueListener` thread formats them and
+    writes them through a :class:`logging.handlers.RotatingFileHandler`.
+    :meth:`reopen` (SIGHUP/SIGUSR1, for logrotate) makes the writer open the path
+    again before its next line.
     """
 
     def __init__(self, path: str | Path, *, sample: float = 1.0,
@@ -140,13 +277,11 @@ class QueryLog:
         self.clock = clock
         self.dropped = 0
         self.written = 0
-        self._queue: deque[_Raw | Mapping[str, Any]] = deque()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.queue: queue.SimpleQueue[_Raw | Mapping[str, Any] | None] = queue.SimpleQueue()
+        self.handler: _LogFile | None = None
+        self._writer: _Writer | None = None
         self._stopping = False
-        self._file: AsyncTextIOWrapper | None = None
-        self._size = 0
-        self._last_error = 0.0
+        _OPEN.add(self)
 
     # --- query path (synchronous, O(1), never blocks) -------------------------------
 
@@ -182,12 +317,10 @@ class QueryLog:
         return self._put(record)
 
     def _put(self, item: _Raw | Mapping[str, Any]) -> bool:
-        if len(self._queue) >= self.queue_size or self._stopping:
+        if self.queue.qsize() >= self.queue_size or self._stopping:
             self._drop(1)
             return False
-        self._queue.append(item)
-        if not self._wake.is_set():
-            self._wake.set()
+        self.queue.put(item)
         return True
 
     def _drop(self, n: int) -> None:
@@ -195,120 +328,76 @@ class QueryLog:
         if self.metrics is not None:
             self.metrics.querylog_dropped += n
 
+    def counted(self, ok: bool) -> None:
+        """One line written (or lost to a write error); called by the writer thread."""
+        if not ok:
+            self._drop(1)
+            return
+        self.written += 1
+        if self.metrics is not None:
+            self.metrics.querylog_written += 1
+
     @property
     def pending(self) -> int:
         """Lines queued but not yet written."""
-        return len(self._queue)
+        return self.queue.qsize()
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open (append) the file and start the writer task."""
-        if self._task is not None:
+        """Open (append) the file and start the writer thread."""
+        if self._writer is not None:
             return
-        await self._open()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handler = _LogFile(self)
         self._stopping = False
-        self._task = asyncio.get_running_loop().create_task(self._writer(),
-                                                            name="geodns-querylog")
+        self._writer = _Writer(self, self.handler)
+        self._writer.start()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Write what is queued (for at most ``timeout`` seconds), then close."""
         self._stopping = True
-        self._wake.set()
-        task, self._task = self._task, None
-        if task is not None:
-            try:
-                await asyncio.wait_for(task, timeout)
-            except TimeoutError:
-                log.error("query log: %d lines not written at shutdown", len(self._queue))
-                self._drop(len(self._queue))
-                self._queue.clear()
-        if self._file is not None:
-            with contextlib.suppress(OSError):
-                await self._file.close()
-            self._file = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            thread = writer._thread
+            writer.enqueue_sentinel()
+            deadline = time.monotonic() + timeout
+            while thread is not None and thread.is_alive() and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            if thread is not None and thread.is_alive():  # the disk hangs: give up on it
+                lost = 0
+                while True:
+                    try:
+                        if self.queue.get_nowait() is not None:
+                            lost += 1
+                    except queue.Empty:
+                        break
+                log.error("query log: %d lines not written at shutdown", lost)
+                self._drop(lost)
+                self.queue.put(None)  # the thread ends if the disk ever comes back
+        if self.handler is not None:
+            if writer is None or writer._thread is None or not writer._thread.is_alive():
+                self.handler.close()
+            self.handler = None
+        _OPEN.discard(self)
 
-    async def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = await aiofiles.open(self.path, "a", encoding="utf-8")
-        try:
-            self._size = (await aiofiles.os.stat(self.path)).st_size
-        except OSError:
-            self._size = 0
+    def reopen(self) -> None:
+        """Open the path again before the next line (after logrotate moved the file).
+        Safe from a signal handler: it only sets a flag the writer thread reads."""
+        if self.handler is not None:
+            self.handler.reopen_requested = True
 
-    # --- writer -----------------------------------------------------------------------
 
-    async def _writer(self) -> None:
-        while True:
-            if not self._queue:
-                if self._stopping:
-                    return
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [self._queue.popleft()
-                     for _ in range(min(_BATCH, len(self._queue)))]
-            try:
-                await self._write(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # a full disk must not kill the writer
-                self._drop(len(batch))
-                now = time.monotonic()
-                if now - self._last_error >= _ERROR_LOG_INTERVAL:
-                    self._last_error = now
-                    log.error("query log: cannot write %s: %s (lines dropped)", self.path,
-                              exc)
+_OPEN: weakref.WeakSet[QueryLog] = weakref.WeakSet()
 
-    async def _write(self, batch: list[_Raw | Mapping[str, Any]]) -> None:
-        lines = []
-        for item in batch:
-            rec = item if isinstance(item, Mapping) else _format(item)
-            lines.append(json.dumps(rec, separators=(",", ":"), default=str) + "\n")
-        if self.max_bytes:
-            # Rotate between lines, never inside one: write in chunks that fit.
-            chunk: list[str] = []
-            size = 0
-            for line in lines:
-                n = len(line.encode("utf-8"))
-                if self._size + size + n > self.max_bytes and (self._size + size) > 0:
-                    if chunk:
-                        await self._append("".join(chunk), size, len(chunk))
-                        chunk, size = [], 0
-                    await self._rotate()
-                chunk.append(line)
-                size += n
-            if chunk:
-                await self._append("".join(chunk), size, len(chunk))
-        else:
-            text = "".join(lines)
-            await self._append(text, len(text.encode("utf-8")), len(lines))
 
-    async def _append(self, text: str, size: int, count: int) -> None:
-        if self._file is None:
-            await self._open()
-        assert self._file is not None
-        await self._file.write(text)
-        await self._file.flush()
-        self._size += size
-        self.written += count
-        if self.metrics is not None:
-            self.metrics.querylog_written += count
-
-    async def _rotate(self) -> None:
-        """name.(keep-1) -> name.keep ... name -> name.1, then a fresh name."""
-        if self._file is not None:
-            await self._file.close()
-            self._file = None
-        base = str(self.path)
-        with contextlib.suppress(FileNotFoundError):
-            await aiofiles.os.remove(f"{base}.{self.keep}")
-        for i in range(self.keep - 1, 0, -1):
-            with contextlib.suppress(FileNotFoundError):
-                await aiofiles.os.replace(f"{base}.{i}", f"{base}.{i + 1}")
-        with contextlib.suppress(FileNotFoundError):
-            await aiofiles.os.replace(base, f"{base}.1")
-        await self._open()
+def reopen_logs() -> int:
+    """Reopen every open query log (call from the SIGHUP/SIGUSR1 handler, for logrotate);
+    returns how many."""
+    logs = list(_OPEN)
+    for qlog in logs:
+        qlog.reopen()
+    return len(logs)
 
 
 def rotated_paths(path: str | Path, keep: int) -> list[Path]:

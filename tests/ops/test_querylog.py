@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 
 from geodns.ops.metrics import Metrics
-from geodns.ops.querylog import QueryLog, rotated_paths, wire_name
+from geodns.ops.querylog import QueryLog, reopen_logs, rotated_paths, wire_name
 
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
@@ -100,15 +102,16 @@ def test_slow_disk_drops_instead_of_stalling(tmp_path: Path) -> None:
 
     async def go() -> tuple[int, float]:
         log = QueryLog(path, queue_size=50, metrics=m)
-        gate = asyncio.Event()
-        real_append = log._append
-
-        async def slow_append(text: str, size: int, count: int) -> None:
-            await gate.wait()  # the "disk" hangs until we let it go
-            await real_append(text, size, count)
-
-        log._append = slow_append  # type: ignore[method-assign]
+        gate = threading.Event()
         await log.start()
+        assert log.handler is not None
+        real_emit = log.handler.emit
+
+        def slow_emit(record: logging.LogRecord) -> None:
+            gate.wait(30)  # the "disk" hangs until we let it go
+            real_emit(record)
+
+        log.handler.emit = slow_emit  # type: ignore[method-assign]
         log.submit({"n": -1})
         await asyncio.sleep(0.05)  # the writer takes it and hangs
         worst = 0.0
@@ -182,3 +185,51 @@ def test_stop_flushes_and_later_submits_drop(tmp_path: Path) -> None:
     log = asyncio.run(go())
     assert len(read_lines(path)) == 2000
     assert log.dropped == 1
+
+
+def test_reopen_after_logrotate_moved_the_file(tmp_path: Path) -> None:
+    """logrotate renames the file, then signals us: later lines go to a new file at the
+    path, none are lost or split, and nothing is written to the moved file any more."""
+    path = tmp_path / "q.log"
+    moved = tmp_path / "q.log.1"
+
+    async def wait_written(log: QueryLog, n: int) -> None:
+        for _ in range(500):
+            if log.written >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{log.written} lines written, waited for {n}")
+
+    async def go() -> QueryLog:
+        log = QueryLog(path)
+        await log.start()
+        for i in range(10):
+            log.submit({"i": i})
+        await wait_written(log, 10)
+        path.rename(moved)  # what logrotate does first ...
+        assert reopen_logs() >= 1  # ... then postrotate: kill -USR1 (or -HUP)
+        for i in range(10, 25):
+            log.submit({"i": i})
+        await log.stop()
+        return log
+
+    log = asyncio.run(go())
+    assert [r["i"] for r in read_lines(moved)] == list(range(10))
+    assert [r["i"] for r in read_lines(path)] == list(range(10, 25))
+    assert log.written == 25 and log.dropped == 0
+
+
+def test_a_line_longer_than_max_bytes_does_not_rotate_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "q.log"
+
+    async def go() -> None:
+        log = QueryLog(path, max_bytes=100, keep=2)
+        await log.start()
+        log.submit({"big": "z" * 300})
+        log.submit({"big": "y" * 300})
+        await log.stop()
+
+    asyncio.run(go())
+    assert [r["big"][0] for r in read_lines(path)] == ["y"]
+    assert [r["big"][0] for r in read_lines(Path(f"{path}.1"))] == ["z"]
+    assert not Path(f"{path}.2").exists()  # the empty file was never rotated

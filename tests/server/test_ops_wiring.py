@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 import urllib.request
 from pathlib import Path
@@ -169,3 +170,33 @@ def test_latency_is_sampled_off_the_packet_cache_and_start_counts_as_reload(
         assert data["last_reload"]["reason"] == "start"
         assert data["server"]["version"] and data["server"]["uptime_seconds"] >= 0
         assert data["geoip"]["type"] == "GeoLite2-City" and data["geoip"]["stale"] is True
+
+
+def wait_lines(path: Path, n: int, timeout: float = 5.0) -> list[dict]:
+    """The query log's lines for www (the readiness probe's queries left out)."""
+    deadline = time.monotonic() + timeout
+    lines: list[dict] = []
+    while time.monotonic() < deadline:
+        if path.exists():
+            lines = [x for x in map(json.loads, path.read_text().splitlines())
+                     if x["qname"] == "www.example.com."]
+            if len(lines) >= n:
+                break
+        time.sleep(0.05)
+    return lines
+
+
+@pytest.mark.parametrize("sig", [signal.SIGUSR1, signal.SIGHUP])
+def test_query_log_reopens_for_logrotate(server, sig: signal.Signals) -> None:  # type: ignore[no-untyped-def]
+    """logrotate moves the file and signals: new lines go to a new file at the path."""
+    www(server.port)
+    assert len(wait_lines(server.qlog, 1)) == 1
+    moved = server.qlog.with_name("queries.jsonl.1")
+    server.qlog.rename(moved)
+    server.proc.send_signal(sig)
+    time.sleep(0.3)  # the signal is handled on the server's loop
+    www(server.port)
+    www(server.port)
+    assert len(wait_lines(server.qlog, 2)) == 2
+    assert server.alive()
+    assert len(wait_lines(moved, 1)) == 1  # the moved file got nothing more
