@@ -100,3 +100,22 @@ def test_check_command_exit_codes(tmp_path: Path) -> None:
     lines = bad.stdout.splitlines()
     assert len(lines) == 6
     assert all(line.startswith(f"{tmp_path}/bad.zone:") for line in lines)
+
+
+def test_installed_dnspython_is_in_the_range_the_zone_reader_is_tested_with() -> None:
+    """geodns.zones.load subclasses private parts of dns.zonefile.Reader: a dnspython
+    outside the pinned range may read zones differently without any error."""
+    import tomllib
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((DATA.parent.parent / "pyproject.toml").read_text())["project"]
+    (spec,) = [Requirement(r).specifier for r in project["dependencies"]
+               if Requirement(r).name == "dnspython"]
+    assert any(s.operator == "<" for s in spec), f"dnspython{spec} has no upper bound"
+    installed = metadata.version("dnspython")
+    assert installed in spec, (
+        f"dnspython {installed} is installed, but geodns's zone reader is tested with "
+        f"dnspython{spec} (pyproject.toml): install a version in that range, or run the "
+        "zone tests with this one and widen the range in pyproject.toml")
