@@ -1,4 +1,4 @@
-"""Shared fixtures for the geodns test suite (helpers live in tests/util.py)."""
+"""Shared fixtures for the geodns test suite (helpers live in tests/helpers/)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from geodns.geoip.db import GeoDB
-from tests.util import DATA_DIR, REPO_ROOT, ServerProcess, geodns_server
+from tests.helpers.paths import DATA_DIR, REPO_ROOT
+from tests.helpers.servers import ServerProcess, geodns_server
 
 # Figures that tests report (e.g. geodns vs gdnsd scopes): printed in a section of
 # their own at the end of every run that includes those tests, pass or fail.

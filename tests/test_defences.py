@@ -14,7 +14,8 @@ from geodns.defences import Defences
 from geodns.handler import Handler, State
 from geodns.ops.metrics import Metrics
 from geodns.zones.store import build_store, read_zone_dir
-from tests.util import DATA_DIR, REPO_ROOT, dnslib_check
+from tests.helpers.paths import DATA_DIR, REPO_ROOT
+from tests.helpers.wirecheck import dnslib_check
 
 STORE = build_store(read_zone_dir(str(REPO_ROOT / "zones")))
 RRL = "[rrl]\nresponses_per_second = 3\nslip = {slip}\n"

@@ -16,7 +16,8 @@ from geodns.config import load_config
 from geodns.handler import GenCache, Handler, State
 from geodns.runtime import Runtime
 from geodns.zones.loader import ZoneLoader
-from tests.util import REPO_ROOT, dnslib_check
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.wirecheck import dnslib_check
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.util import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 
 def _tool(name: str) -> str:

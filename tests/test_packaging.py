@@ -7,7 +7,7 @@ import re
 import tomllib
 from importlib import metadata
 
-from tests.util import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 
 def _norm(name: str) -> str:

@@ -10,7 +10,8 @@ from geodns.config import load_config
 from geodns.handler import Handler, State
 from geodns.runtime import Runtime
 from geodns.zones.store import build_store, read_zone_dir
-from tests.util import REPO_ROOT, dnslib_check
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.wirecheck import dnslib_check
 
 
 def make_handler() -> tuple[Handler, Runtime]:

@@ -13,7 +13,7 @@ import pytest
 from geodns.config.model import RRLConfig
 from geodns.rrl import DROP, ERROR_TOKEN, NXDOMAIN, OK, POSITIVE, SLIP, RateLimiter, Token
 from geodns.zones.store import build_store
-from tests.util import encode_name
+from tests.helpers.packets import encode_name
 
 ZONE = """\
 $ORIGIN rrl.test.

@@ -22,7 +22,9 @@ from pathlib import Path
 import pytest
 
 from geodns.service import Notifier, bind_error
-from tests.util import DATA_DIR, REPO_ROOT, free_port, make_query, udp_query
+from tests.helpers.net import free_port
+from tests.helpers.paths import DATA_DIR, REPO_ROOT
+from tests.helpers.queries import make_query, udp_query
 
 UNIT = REPO_ROOT / "contrib" / "systemd" / "geodns.service"
 GEODNS = Path(sys.executable).parent / "geodns"

@@ -17,7 +17,8 @@ from geodns.config.serve import (
     control_token_problem,
     is_loopback,
 )
-from tests.util import DATA_DIR, geodns_cmd
+from tests.helpers.paths import DATA_DIR
+from tests.helpers.servers import geodns_cmd
 
 FILE = """
 [server]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 import struct
 
-from tests.util import ecs_option, raw_header, raw_opt, raw_question
+from tests.helpers.packets import ecs_option, raw_header, raw_opt, raw_question
 
 NAMES = [
     "example.com.", "www.example.com.", "api.example.com.", "static.example.com.",

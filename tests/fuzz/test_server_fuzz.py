@@ -25,21 +25,11 @@ import dns.message
 import pytest
 
 from tests.fuzz.packets import fuzz_packet, tcp_stream, well_formed
-from tests.util import (
-    DATA_DIR,
-    REPO_ROOT,
-    ServerProcess,
-    dnslib_check,
-    ecs_option,
-    encode_name,
-    geodns_server,
-    header_fields,
-    raw_header,
-    raw_opt,
-    raw_question,
-    tcp_connect,
-    tcp_query,
-)
+from tests.helpers.packets import ecs_option, encode_name, raw_header, raw_opt, raw_question
+from tests.helpers.paths import DATA_DIR, REPO_ROOT
+from tests.helpers.queries import tcp_connect, tcp_query
+from tests.helpers.servers import ServerProcess, geodns_server
+from tests.helpers.wirecheck import dnslib_check, header_fields
 
 pytestmark = pytest.mark.timeout(180)
 

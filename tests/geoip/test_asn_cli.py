@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from geodns.cli import main
+from tests.helpers.paths import REPO_ROOT
 from tests.select.mmdb_writer import city, write_asn_mmdb, write_mmdb
-from tests.util import REPO_ROOT
 
 
 def _config(tmp_path: Path, asn_db: Path) -> Path:

@@ -23,7 +23,8 @@ from tests.health.backends import (
     run_async,
     self_signed,
 )
-from tests.util import REPO_ROOT, geodns_server
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.servers import geodns_server
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import REPO_ROOT, free_port, stop_process
+from tests.helpers.net import free_port
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.servers import stop_process
 
 DEMO = REPO_ROOT / "tools" / "demo"
 WIRED = "HealthMonitor" in (REPO_ROOT / "geodns" / "server.py").read_text()

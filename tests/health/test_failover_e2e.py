@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.health.backends import ThreadedHttpBackend
-from tests.util import REPO_ROOT, geodns_server
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.servers import geodns_server
 
 DIG = shutil.which("dig")
 WIRED = "HealthMonitor" in (REPO_ROOT / "geodns" / "server.py").read_text()

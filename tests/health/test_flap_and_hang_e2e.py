@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.health.backends import ThreadedHttpBackend
-from tests.util import ask, geodns_server, make_query
+from tests.helpers.queries import ask, make_query
+from tests.helpers.servers import geodns_server
 
 pytestmark = pytest.mark.timeout(90)
 

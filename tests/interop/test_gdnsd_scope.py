@@ -30,8 +30,11 @@ import dns.edns
 import dns.rdatatype
 import pytest
 
-from tests.util import REPO_ROOT, ServerProcess, ask, gdnsd_path, gdnsd_server, geodns_server
-from tests.util import make_query as _make_query
+from tests.helpers.gdnsd import gdnsd_path, gdnsd_server
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.queries import ask
+from tests.helpers.queries import make_query as _make_query
+from tests.helpers.servers import ServerProcess, geodns_server
 
 SEED = 20260601
 CLIENTS = 3000

@@ -40,14 +40,10 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
-from tests.util import (
-    DATA_DIR,
-    ask,
-    geodns_server,
-    knot_server,
-    knotd_path,
-    make_query,
-)
+from tests.helpers.knot import knot_server, knotd_path
+from tests.helpers.paths import DATA_DIR
+from tests.helpers.queries import ask, make_query
+from tests.helpers.servers import geodns_server
 
 ZONE_DIR = DATA_DIR / "interop"
 ZONE_FILES = sorted(ZONE_DIR.glob("*.zone"))

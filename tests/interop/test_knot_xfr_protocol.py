@@ -21,7 +21,9 @@ import dns.update
 import pytest
 
 from geodns.xfr import expire
-from tests.util import DATA_DIR, knotd_path, tcp_connect, tcp_read_message
+from tests.helpers.knot import knotd_path
+from tests.helpers.paths import DATA_DIR
+from tests.helpers.queries import tcp_connect, tcp_read_message
 from tests.xfr.servers import ask_other, free_port, geodns, knot
 
 pytestmark = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import knotd_path
+from tests.helpers.knot import knotd_path
 from tests.xfr.servers import (
     KEY,
     WRONG_SECRET,

@@ -12,7 +12,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.util import ask, knotd_path, make_query, tcp_query
+from tests.helpers.knot import knotd_path
+from tests.helpers.queries import ask, make_query, tcp_query
 from tests.xfr.servers import (
     KEY,
     ask_other,

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import REPO_ROOT, ServerProcess, geodns_server
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.servers import ServerProcess, geodns_server
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -22,14 +22,9 @@ from geodns.config import DnstapConfig, parse_config
 from geodns.handler import Handler
 from geodns.ops.dnstap import CONTENT_TYPE, Dnstap
 from geodns.ops.metrics import Metrics
-from tests.util import (
-    REPO_ROOT,
-    ask,
-    geodns_server,
-    make_query,
-    tcp_query,
-    udp_query,
-)
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.queries import ask, make_query, tcp_query, udp_query
+from tests.helpers.servers import geodns_server
 
 pytestmark = pytest.mark.timeout(90)
 ZONES = REPO_ROOT / "zones"

@@ -10,8 +10,9 @@ import pytest
 
 from geodns.config import ConfigError, default_geoip_database, parse_config
 from geodns.ops.geoip import GeoInfo, describe_record, read_info
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.servers import geodns_cmd
 from tests.select.mmdb_writer import city, write_mmdb
-from tests.util import REPO_ROOT, geodns_cmd
 
 DAY = 86400
 

@@ -25,7 +25,8 @@ from geodns.ops.simulate import (
     simulate,
 )
 from geodns.select.selector import Selector
-from tests.util import ask, geodns_server, make_query
+from tests.helpers.queries import ask, make_query
+from tests.helpers.servers import geodns_server
 
 
 def main(args: list[str]) -> int:

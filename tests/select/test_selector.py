@@ -475,7 +475,7 @@ def test_no_state_grows_with_clients(tiny_db: GeoDB) -> None:
 
 @pytest.fixture(scope="module")
 def shipped(real_db: GeoDB) -> Selector:
-    from tests.util import REPO_ROOT
+    from tests.helpers.paths import REPO_ROOT
 
     return Selector(load_config(REPO_ROOT / "geodns.toml"), real_db)
 
@@ -504,7 +504,9 @@ def test_shipped_config_with_geolite2(shipped: Selector, pool: str, client: str 
 
 
 def test_shipped_www_scope_for_london(real_db: GeoDB) -> None:
-    cfg = load_config(__import__("tests.util", fromlist=["REPO_ROOT"]).REPO_ROOT / "geodns.toml")
+    from tests.helpers.paths import REPO_ROOT
+
+    cfg = load_config(REPO_ROOT / "geodns.toml")
     s = Selector(cfg, real_db)
     got = s.select("www", A, "81.2.69.0", 24, UP)
     # the GeoLite2 network is 81.2.68.0/23; its neighbours also go to fra: wider

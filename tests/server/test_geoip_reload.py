@@ -9,8 +9,9 @@ from pathlib import Path
 
 import dns.edns
 
+from tests.helpers.queries import ask, make_query
+from tests.helpers.servers import geodns_server
 from tests.select.mmdb_writer import city, write_mmdb
-from tests.util import ask, geodns_server, make_query
 
 ZONE = """$ORIGIN geo.test.
 $TTL 300

@@ -19,7 +19,9 @@ from collections.abc import Callable
 import dns.message
 import pytest
 
-from tests.util import LOCALHOST, REPO_ROOT, geodns_server
+from tests.helpers.net import LOCALHOST
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.servers import geodns_server
 
 SECONDS = float(os.environ.get("GEODNS_FLOOD_SECONDS", "12"))
 CEILING_MB = 400  # README: memory ceiling under floods

@@ -12,7 +12,9 @@ from pathlib import Path
 import dns.edns
 import pytest
 
-from tests.util import REPO_ROOT, ask, geodns_server, make_query
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.queries import ask, make_query
+from tests.helpers.servers import geodns_server
 
 CONFIG = """
 [server]
@@ -138,7 +140,7 @@ def test_latency_is_sampled_off_the_packet_cache_and_start_counts_as_reload(
     """No query log here, so the packet cache is on: repeats of one query are cache hits
     and never timed; distinct names miss it and 1 in 32 is timed."""
     from geodns.ops.metrics import LATENCY_EVERY
-    from tests.util import udp_query
+    from tests.helpers.queries import udp_query
 
     cfg = tmp_path / "geodns.toml"
     cfg.write_text((REPO_ROOT / "geodns.toml").read_text().replace(

@@ -11,7 +11,8 @@ from pathlib import Path
 import dns.message
 import dns.rcode
 
-from tests.util import ask, geodns_server, make_query
+from tests.helpers.queries import ask, make_query
+from tests.helpers.servers import geodns_server
 
 ZONE = """$ORIGIN reload.test.
 $TTL 60

@@ -17,14 +17,10 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.util import (
-    REPO_ROOT,
-    ServerProcess,
-    dnslib_check,
-    geodns_server,
-    tcp_connect,
-    tcp_read_message,
-)
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.queries import tcp_connect, tcp_read_message
+from tests.helpers.servers import ServerProcess, geodns_server
+from tests.helpers.wirecheck import dnslib_check
 
 CONFIG = """
 [server]

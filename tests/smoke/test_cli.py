@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.util import DATA_DIR, REPO_ROOT, free_port, geodns_cmd
+from tests.helpers.net import free_port
+from tests.helpers.paths import DATA_DIR, REPO_ROOT
+from tests.helpers.servers import geodns_cmd
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -93,7 +95,8 @@ def test_check_without_any_config_says_so(tmp_path: Path) -> None:
 def test_serve_explain_and_simulate_find_the_same_config(tmp_path: Path) -> None:
     import dns.edns
 
-    from tests.util import ask, make_query, run_server
+    from tests.helpers.queries import ask, make_query
+    from tests.helpers.servers import run_server
 
     here = discovered_checkout(tmp_path)
     (here / "clients.csv").write_text("81.2.69.0/24,100\n")

@@ -17,13 +17,9 @@ import urllib.request
 
 import pytest
 
-from tests.util import (
-    DATA_DIR,
-    REPO_ROOT,
-    free_port,
-    geodns_server,
-    ipv6_available,
-)
+from tests.helpers.net import free_port, ipv6_available
+from tests.helpers.paths import DATA_DIR, REPO_ROOT
+from tests.helpers.servers import geodns_server
 
 DIG = shutil.which("dig")
 ZONES = REPO_ROOT / "zones"

@@ -13,7 +13,10 @@ from geodns.config import load_config
 from geodns.handler import Handler, State
 from geodns.runtime import Runtime
 from geodns.zones.store import build_store, read_zone_dir
-from tests.util import REPO_ROOT, ask, dnslib_check, geodns_server, make_query
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.queries import ask, make_query
+from tests.helpers.servers import geodns_server
+from tests.helpers.wirecheck import dnslib_check
 
 CONFIG = REPO_ROOT / "geodns.toml"
 

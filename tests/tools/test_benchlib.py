@@ -19,7 +19,7 @@ import dns.edns
 import dns.message
 import pytest
 
-from tests.util import REPO_ROOT
+from tests.helpers.paths import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 

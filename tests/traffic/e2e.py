@@ -13,7 +13,7 @@ from typing import Any
 import dns.edns
 import dns.rdatatype
 
-from tests.util import ask, make_query
+from tests.helpers.queries import ask, make_query
 
 HOST = "127.0.0.1"
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers.servers import geodns_cmd, geodns_server
 from tests.traffic.e2e import answer
-from tests.util import geodns_cmd, geodns_server
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,7 +17,7 @@ from geodns.traffic.latency_build import (
 )
 from geodns.traffic.latency_build import run as latency_map
 from geodns.traffic.latency_map import load_latency_map, parse_latency_map
-from tests.util import DATA_DIR
+from tests.helpers.paths import DATA_DIR
 
 RAW = DATA_DIR / "latency" / "raw.csv"
 GOLDEN_MAP = DATA_DIR / "latency" / "map.golden.csv"

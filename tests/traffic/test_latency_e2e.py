@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from geodns.traffic.latency_map import write_latency_map
+from tests.helpers.servers import geodns_cmd, geodns_server
 from tests.traffic.e2e import answer
-from tests.util import geodns_cmd, geodns_server
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -8,7 +8,7 @@ import dns.edns
 import pytest
 
 from geodns.traffic.mix import MixSampler
-from tests.util import make_query
+from tests.helpers.queries import make_query
 
 
 def _ecs(prefix: str, plen: int, qtype: str = "A") -> bytes:

@@ -14,7 +14,8 @@ import struct
 import time
 from collections.abc import Iterable
 
-from tests.util import LOCALHOST, make_query, tcp_read_message
+from tests.helpers.net import LOCALHOST
+from tests.helpers.queries import make_query, tcp_read_message
 
 TCP_ESTABLISHED = 1
 BIG_QUERY = make_query("example.com.", "NS", edns=0).to_wire()  # NS + glue: the big answer

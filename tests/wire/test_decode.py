@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from geodns.handler import Handler, State
 from geodns.wire import decode as wd
 from geodns.zones.store import ZoneStore
-from tests.util import dnslib_check, ecs_option
+from tests.helpers.packets import ecs_option
+from tests.helpers.wirecheck import dnslib_check
 
 HANDLER = Handler(State(ZoneStore([])))
 

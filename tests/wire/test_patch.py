@@ -10,7 +10,8 @@ import dns.rcode
 from geodns.handler import Handler, State
 from geodns.wire.patch import opt_offset, question_end, truncated, with_option
 from geodns.zones.store import build_store, read_zone_dir
-from tests.util import DATA_DIR, REPO_ROOT, dnslib_check
+from tests.helpers.paths import DATA_DIR, REPO_ROOT
+from tests.helpers.wirecheck import dnslib_check
 
 STORE = build_store(read_zone_dir(str(REPO_ROOT / "zones")))
 BIG = build_store(read_zone_dir(str(DATA_DIR / "lookup")))

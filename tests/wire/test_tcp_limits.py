@@ -11,7 +11,9 @@ from collections.abc import Callable
 import pytest
 
 from geodns.listeners.tcp import client_key
-from tests.util import REPO_ROOT, geodns_server, make_query, tcp_read_message
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.queries import make_query, tcp_read_message
+from tests.helpers.servers import geodns_server
 from tests.wire.tcp_abuse import (
     connect,
     flood_without_reading,

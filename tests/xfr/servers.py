@@ -22,18 +22,10 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from tests.util import (
-    LOCALHOST,
-    ServerProcess,
-    ask,
-    free_port,
-    geodns_cmd,
-    knotd_path,
-    make_query,
-    stop_process,
-    udp_query,
-    wait_ready,
-)
+from tests.helpers.knot import knotd_path
+from tests.helpers.net import LOCALHOST, free_port
+from tests.helpers.queries import ask, make_query, udp_query
+from tests.helpers.servers import ServerProcess, geodns_cmd, stop_process, wait_ready
 
 # One shared secret for the key "xfr-key" (32 random bytes), and a different one
 # with the same name for the mismatch tests.

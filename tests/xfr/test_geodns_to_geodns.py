@@ -12,7 +12,8 @@ import dns.message
 import dns.rcode
 import pytest
 
-from tests.util import REPO_ROOT, ask, make_query
+from tests.helpers.paths import REPO_ROOT
+from tests.helpers.queries import ask, make_query
 from tests.xfr.servers import KEY, free_port, geodns, serial, tsig_toml, wait_until, write
 
 pytestmark = pytest.mark.timeout(90)

@@ -14,7 +14,7 @@ from geodns.xfr.secondary import expired_copy
 from geodns.xfr.service import XfrService, merge_zones
 from geodns.zones.load import ZoneFileError
 from geodns.zones.store import build_store
-from tests.util import geodns_cmd
+from tests.helpers.servers import geodns_cmd
 from tests.xfr.zones import ORIGIN, one, text
 
 OTHER = """$ORIGIN other.test.

@@ -12,7 +12,7 @@ import pytest
 
 from geodns.handler import Handler, State
 from geodns.zones.store import build_store, read_zone_dir
-from tests.util import dnslib_check
+from tests.helpers.wirecheck import dnslib_check
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "lookup"
 

@@ -33,23 +33,12 @@ import dns.rdatatype
 import dnslib
 import pytest
 
-from tests.util import (
-    DATA_DIR,
-    dnslib_check,
-    ecs_option,
-    encode_name,
-    free_port,
-    geodns_server,
-    header_fields,
-    ipv6_available,
-    raw_header,
-    raw_opt,
-    raw_question,
-    tcp_connect,
-    tcp_query,
-    tcp_read_message,
-    udp_query,
-)
+from tests.helpers.net import free_port, ipv6_available
+from tests.helpers.packets import ecs_option, encode_name, raw_header, raw_opt, raw_question
+from tests.helpers.paths import DATA_DIR
+from tests.helpers.queries import tcp_connect, tcp_query, tcp_read_message, udp_query
+from tests.helpers.servers import geodns_server
+from tests.helpers.wirecheck import dnslib_check, header_fields
 
 pytestmark = pytest.mark.timeout(60)
 
