@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["FileKey", "file_key"]
+__all__ = ["FileKey", "file_key", "stat_key"]
 
 FileKey = tuple[int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns
 
@@ -21,4 +21,9 @@ def file_key(path: str | Path) -> FileKey | None:
         st = os.stat(path)
     except OSError:
         return None
+    return stat_key(st)
+
+
+def stat_key(st: os.stat_result) -> FileKey:
+    """The same identity from a stat result the caller already has (async stat)."""
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)

@@ -1,9 +1,9 @@
 """Reading the admin-state file: only when it changed, never blocking the loop.
 
-The file is stat'ed (mtime, size, inode) on every poll and read with aiofiles only when
-that fingerprint moved; its text is parsed by :mod:`geodns.health.override_rules`.
-What to do with the result (judge it, apply it, keep the old rules) is the caller's
-business: :class:`geodns.health.overrides.Overrides`.
+The file is stat'ed on every poll and read with aiofiles only when its identity (device,
+inode, size, mtime: :func:`geodns.watch.stat_key`) moved; its text is parsed by
+:mod:`geodns.health.override_rules`.  What to do with the result (judge it, apply it,
+keep the old rules) is the caller's business: :class:`geodns.health.overrides.Overrides`.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ import aiofiles
 import aiofiles.os
 
 from geodns.health.override_rules import OverrideError, OverrideRule, parse_overrides
+from geodns.watch import FileKey, stat_key
 
-__all__ = ["AdminFile", "FileRead", "Fingerprint", "read_rules"]
+__all__ = ["AdminFile", "FileRead", "read_rules"]
 
 log = logging.getLogger("geodns.health")
 
-Fingerprint = tuple[int, int, int]  # st_mtime_ns, st_size, st_ino
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +43,7 @@ class AdminFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.anchors: dict[str, float] = {}  # of the rules in force (see parse_overrides)
-        self._seen: Fingerprint | None = None
+        self._seen: FileKey | None = None
 
     def forget(self) -> None:
         """Read it again at the next poll, whatever its fingerprint."""
@@ -60,7 +60,7 @@ class AdminFile:
         except OSError as exc:
             log.error("%s:0: cannot stat: %s", self.path, exc.strerror or exc)
             return None
-        fingerprint = (st.st_mtime_ns, st.st_size, st.st_ino)
+        fingerprint = stat_key(st)
         if fingerprint == self._seen:
             return None
         self._seen = fingerprint

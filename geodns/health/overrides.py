@@ -154,7 +154,7 @@ class Overrides:
     # --- file ---------------------------------------------------------------------
 
     async def poll(self) -> bool:
-        """Re-read the file if its (mtime, size, inode) changed; True when rules changed."""
+        """Re-read the file if its identity changed; True when rules changed."""
         async with self._lock:
             return await self._poll()
 

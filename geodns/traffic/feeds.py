@@ -4,7 +4,7 @@ Runs on the server's event loop, one task per feed, like the health monitor: a h
 endpoint costs its own ``timeout`` and delays nothing else.
 
 - ``file``: the file is stat()ed every ``interval`` and re-read when it changed
-  (mtime, size, inode).  Its values are as old as the payload's time, else the file's
+  (device, inode, size, mtime).  Its values are as old as the payload's time, else the file's
   mtime, so a file whose writer died goes stale.
 - ``http``: GET ``url`` every ``interval``; a JSON document as for files.  Values are
   as old as the payload's time, else the moment they were fetched.
@@ -43,6 +43,7 @@ from geodns.traffic.feed_parse import (
     parse_prometheus,
 )
 from geodns.traffic.loads import LoadSample, LoadSnapshot
+from geodns.watch import FileKey, stat_key
 
 __all__ = ["BODY_LIMIT", "LoadMetrics", "LoadMonitor", "feed_source", "fetch_feed"]
 
@@ -136,7 +137,7 @@ class _FeedState:
     feed: LoadFeed
     data: FeedData | None = None
     default_time: float = 0.0  # time for values without their own (mtime / fetch time)
-    signature: tuple[int, int, int] | None = None  # file feeds: (mtime_ns, size, inode)
+    signature: FileKey | None = None  # file feeds: the file's identity (geodns.watch)
     task: asyncio.Task[None] | None = None
     ok: bool | None = None  # last poll; None before the first
     problems: tuple[str, ...] = ()
@@ -304,7 +305,7 @@ class LoadMonitor:
         except OSError:
             state.signature = None
             return True  # let the read report it
-        sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+        sig = stat_key(st)
         if sig == state.signature and state.ok is True:
             return False
         state.signature = sig

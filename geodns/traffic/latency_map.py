@@ -31,6 +31,7 @@ from types import MappingProxyType
 from typing import Final
 
 from geodns.problems import Problems
+from geodns.watch import FileKey, stat_key
 
 __all__ = [
     "HEADER",
@@ -245,8 +246,8 @@ def write_latency_map(path: str | Path, text: str) -> None:
 class LatencyMapFile:
     """A map file that is re-read when it changes; a bad version changes nothing.
 
-    ``refresh()`` stats the file (cheap) and re-parses only when its signature
-    (mtime, size, inode) moved; ``current`` is the last good map and ``problems``
+    ``refresh()`` stats the file (cheap) and re-parses only when its identity
+    (:func:`geodns.watch.stat_key`) moved; ``current`` is the last good map and ``problems``
     what was wrong with the newest version (empty when it is the one in use).
     """
 
@@ -255,7 +256,7 @@ class LatencyMapFile:
         self.pops = pops
         self.current: LatencyMap | None = None
         self.problems: list[str] = []
-        self._sig: tuple[int, int, int] | None = None
+        self._sig: FileKey | None = None
 
     def prime(self, current: LatencyMap) -> None:
         """Start from ``current`` (already read) if the file is still that version."""
@@ -265,13 +266,13 @@ class LatencyMapFile:
             return
         if current.mtime == st.st_mtime:
             self.current, self.problems = current, []
-            self._sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+            self._sig = stat_key(st)
 
     def refresh(self) -> bool:
         """Re-read if changed; True when ``current`` was replaced."""
         try:
             st = self.path.stat()
-            sig = (st.st_mtime_ns, st.st_size, st.st_ino)
+            sig = stat_key(st)
         except OSError as exc:
             self._sig = None
             self.problems = [f"{self.path}:0: cannot read: {exc.strerror or exc}"]
