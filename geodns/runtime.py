@@ -10,8 +10,9 @@ import logging
 import time
 from pathlib import Path
 
-from geodns.config import Config, ConfigError
-from geodns.config.locator import TomlLocator
+from geodns.config import Config
+from geodns.geoip.configured import geoip_problems as geoip_problems
+from geodns.geoip.configured import open_configured as open_geoip
 from geodns.geoip.db import GeoDB
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.selector import Selector
@@ -20,6 +21,10 @@ from geodns.traffic.steering import Steering
 from geodns.zones.store import ZoneStore
 
 log = logging.getLogger("geodns")
+
+# [refactor hook] opening the configured GeoIP database lives in
+# geodns/geoip/configured.py (shared with simulate); open_geoip and geoip_problems stay
+# importable from here.
 
 
 class HealthHolder:
@@ -83,36 +88,3 @@ def cross_check(store: ZoneStore, config: Config) -> list[str]:
                 problems.append(f"{file}:{line}: DYNA at {owner} names unknown pool "
                                 f"{pool!r} (pools: {known})")
     return problems
-
-
-def open_geoip(config: Config) -> GeoDB:
-    """Open the configured database; ConfigError (with its file:line) when it cannot be."""
-    path = config.geoip.database
-    try:
-        return GeoDB.open(path)
-    except Exception as exc:  # maxminddb raises InvalidDatabaseError, OSError, ValueError
-        raise ConfigError([f"{_geoip_where(config)}: geoip.database: cannot open {path}: "
-                           f"{exc}"]) from None
-
-
-def geoip_problems(config: Config) -> list[str]:
-    """For `check`: the GeoIP database must open when some pool needs it."""
-    if not config.pools:
-        return []
-    try:
-        open_geoip(config).close()
-    except ConfigError as exc:
-        return exc.problems
-    return []
-
-
-def _geoip_where(config: Config) -> str:
-    """`file:line` of `geoip.database` (or its table) in the config file."""
-    source = config.source
-    if source is None:
-        return "<default config>:0"
-    try:
-        text = source.read_text()
-    except OSError:
-        return f"{source}:0"
-    return f"{source}:{TomlLocator(text).line(('geoip', 'database'))}"

@@ -18,7 +18,7 @@ import bisect
 import platform
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Final, Protocol
 
 import dns.rcode
@@ -41,6 +41,7 @@ __all__ = [
     "Metrics",
     "qtype_label",
     "rcode_label",
+    "sum_window",
 ]
 
 # What generate_latest() emits (text format 0.0.4), whatever the library's "latest" is.
@@ -127,11 +128,19 @@ class AnswerHistory:
 
     def window(self, totals: Mapping[str, int], minutes: int) -> dict[str, int]:
         """Answers per POP in the last ``minutes`` minutes (the current one included)."""
-        out: dict[str, int] = defaultdict(int)
-        for _, counts in self.per_minute(totals)[-max(1, minutes):]:
-            for pop, n in counts.items():
-                out[pop] += n
-        return dict(out)
+        return sum_window(self.per_minute(totals), minutes)
+
+
+def sum_window(per_minute: Sequence[tuple[int, Mapping[str, int]]],
+               minutes: int) -> dict[str, int]:
+    """Answers per POP over the last ``minutes`` entries of a :meth:`Metrics.per_minute`
+    series; one definition for :meth:`Metrics.recent_answers` and ``/status``, which
+    needs the series too and sums the copy it already has."""
+    out: dict[str, int] = defaultdict(int)
+    for _, counts in per_minute[-max(1, minutes):]:
+        for pop, n in counts.items():
+            out[pop] += n
+    return dict(out)
 
 
 def _diff(now: Mapping[str, int], base: Mapping[str, int]) -> dict[str, int]:

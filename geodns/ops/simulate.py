@@ -39,6 +39,7 @@ import dns.rdatatype
 
 from geodns.config import Config, ConfigError, load_config
 from geodns.config.discover import DEFAULT_CONFIG, find_config
+from geodns.geoip.configured import open_configured
 from geodns.geoip.db import GeoDB
 from geodns.health.override_rules import OverrideRule, check_matches, make_rule, resolve
 from geodns.health.snapshot import STATES, HealthKey, HealthSnapshot, State, parse_key
@@ -771,9 +772,11 @@ def run(args: argparse.Namespace) -> int:
     except Problems as exc:
         return _fail(err, exc.problems)
     try:
-        geo = GeoDB.open(args.geoip or config.geoip.database)
-    except (OSError, ValueError) as exc:
-        print(f"geodns simulate: cannot open GeoIP database: {exc}", file=err)
+        geo = GeoDB.open(args.geoip) if args.geoip else open_configured(config)
+    except ConfigError as exc:
+        return _fail(err, exc.problems)
+    except Exception as exc:  # maxminddb raises InvalidDatabaseError, OSError, ValueError
+        print(f"geodns simulate: cannot open GeoIP database {args.geoip}: {exc}", file=err)
         return 1
     parts = [f"{t} down" for t in args.down] + [f"{t} drained" for t in args.drain]
     try:

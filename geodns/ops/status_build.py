@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 from geodns.config import Config
 from geodns.health.override_rules import OverrideRule, format_time
 from geodns.health.snapshot import HealthKey, HealthSnapshot, key_label
+from geodns.ops.metrics import Metrics, sum_window
 from geodns.ops.status import (
     AddressStatus,
     Answers,
@@ -50,7 +51,6 @@ if TYPE_CHECKING:
     from geodns.health.overrides import Overrides
     from geodns.ops.dnstap import Dnstap
     from geodns.ops.geoip import GeoInfo
-    from geodns.ops.metrics import Metrics
     from geodns.ops.serving import ServingView
     from geodns.traffic.feeds import LoadMonitor
     from geodns.traffic.steering import Steering
@@ -280,10 +280,7 @@ def answers(metrics: Metrics, pops: Sequence[str], now: float,
     # Sparklines show closed minutes only: a partial current minute always looks like a
     # drop and would make every line slope down at its right end.
     closed = minutes_seen[:-1][-max(1, minutes):]
-    counts: dict[str, int] = {}
-    for _, minute in history:
-        for pop, n in minute.items():
-            counts[pop] = counts.get(pop, 0) + n
+    counts = sum_window(minutes_seen, minutes)
     total = sum(counts.values())
     # The rate divides by the time actually covered (a fresh server has no 5 minutes).
     first = history[0][0] if history else now

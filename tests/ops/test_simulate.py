@@ -391,3 +391,20 @@ def test_drill_plan_against_the_shipped_steering_example(
     assert json.loads(capsys.readouterr().out)["pops"]["fra"]["now_load"] == 12500
     assert main([*args, "--load", "lhr=1"]) == 1
     assert "loads for unknown POPs: lhr" in capsys.readouterr().err
+
+
+def test_bad_geoip_database_is_worded_like_check_and_serve(
+        tmp_path: Path, clients_csv: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The configured database is opened the one way the server opens it: the problem
+    points at the config line; a --geoip file that will not open is named."""
+    broken = tmp_path / "broken.mmdb"
+    broken.write_bytes(b"not an mmdb file\n" * 8)
+    cfg = tmp_path / "geodns.toml"
+    cfg.write_text(f'[geoip]\ndatabase = "{broken}"\n' + NETS_CONFIG)
+    assert main(["--config", str(cfg), "--clients", str(clients_csv)]) == 1
+    assert f"\n{cfg}:2: geoip.database: cannot open {broken}: " in capsys.readouterr().err
+    nets = tmp_path / "nets.toml"
+    nets.write_text(NETS_CONFIG)
+    assert main(["--config", str(nets), "--clients", str(clients_csv),
+                 "--geoip", str(broken)]) == 1
+    assert f"cannot open GeoIP database {broken}: " in capsys.readouterr().err
