@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -98,6 +99,24 @@ class ServeOptions:
     service: Service | None = None  # [operator hook] sd_notify, --user (geodns/service.py)
     workers: int = 1  # DNS worker processes (1: this process answers; geodns/workers/)
     replace: bool = False  # take the sockets of the server running on these ports
+
+
+def successor_args(args: list[str]) -> list[str]:
+    """Our arguments for a replacement: ``--replace`` added, ``--user`` dropped once we
+    are no longer root (the replacement starts as the user we became)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if os.geteuid() != 0 and arg == "--user":
+            skip = True
+            continue
+        if os.geteuid() != 0 and arg.startswith("--user="):
+            continue
+        out.append(arg)
+    return out if "--replace" in out else [*out, "--replace"]
 
 
 def _inputs_key(config: Config) -> dict[str, FileKey]:
@@ -407,6 +426,8 @@ class Server:
                                 lambda: loop.create_task(self.reload("SIGHUP")))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGUSR2,
+                                lambda: loop.create_task(self.spawn_successor()))
         watcher = loop.create_task(self.watch())
         await self.monitor.start()
         await self.steering.start()  # [traffic hook] polls load feeds, watches maps
@@ -452,6 +473,21 @@ class Server:
         if self.successor is not None:
             self.successor.ready()
             self.successor = None
+
+    async def spawn_successor(self) -> None:
+        """SIGUSR2: start a new server with our command line plus ``--replace`` (new
+        code, new config); it takes our sockets and we drain.  Under systemd the new
+        process names itself the main one (sd_notify MAINPID)."""
+        if self.takeover is None or self.replaced:
+            log.warning("SIGUSR2: no takeover socket here; not replacing this server")
+            return
+        argv = [sys.executable, "-m", "geodns", *successor_args(sys.argv[1:])]
+        log.info("SIGUSR2: starting a replacement: %s", " ".join(argv))
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
+        code = await proc.wait()
+        if not self.replaced:
+            log.error("the replacement (pid %d) exited with %s before it served; still "
+                      "serving", proc.pid, code)
 
     def _replaced(self) -> None:
         log.info("a new server answers on our sockets: draining and exiting")

@@ -4,6 +4,8 @@ queries loses none of them (measured, not assumed)."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import threading
@@ -14,6 +16,8 @@ from pathlib import Path
 import dns.message
 import pytest
 
+from geodns.workers.sockets import takeover_path
+from geodns.workers.takeover import running_pid
 from tests.util import geodns_cmd, geodns_server, stop_process, tcp_query
 
 pytestmark = pytest.mark.timeout(180)
@@ -158,3 +162,32 @@ def test_replace_with_nothing_to_replace_says_so(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60)
     assert out.returncode == 1
     assert "no running geodns answers" in out.stderr
+
+
+def test_sigusr2_starts_a_replacement_itself(tmp_path: Path,
+                                             report_line: Callable[[str], None]) -> None:
+    """What `systemctl kill -s USR2 geodns` does: the server starts its own successor
+    (same command line plus --replace), which takes over; nothing is lost."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "replace.test.zone").write_text(ZONE)
+    successor = 0
+    with geodns_server(zones, ["--no-config", "--watch-interval", "3600"]) as old:
+        try:
+            with Load(old.port) as load:
+                time.sleep(0.5)
+                old.proc.send_signal(signal.SIGUSR2)
+                assert old.proc.wait(timeout=60) == 0, old.stderr_text()[-3000:]
+                time.sleep(1.0)
+            path = takeover_path([("127.0.0.1", old.port)])
+            successor = running_pid(path) or 0
+            assert successor not in (0, -1, old.proc.pid)
+            text = old.stderr_text()
+        finally:
+            if successor > 0:
+                os.kill(successor, signal.SIGTERM)
+    assert "SIGUSR2: starting a replacement" in text
+    assert "replaced geodns pid" in text  # the successor logs to the same stderr
+    assert load.lost == [], f"{len(load.lost)} of {load.sent} lost: {load.lost[:10]}"
+    assert load.answered > 100
+    report_line(f"replace by SIGUSR2: {load.sent} queries, {len(load.lost)} lost")
