@@ -56,7 +56,8 @@ STOP_TIMEOUT: Final = 10.0
 FIRST_BACKOFF: Final = 0.5
 MAX_BACKOFF: Final = 30.0
 STEADY: Final = 60.0  # a child that ran this long restarts without delay
-CATCH_UP: Final = 300.0  # seconds a reload waits for every worker to serve it
+CATCH_UP: Final = 600.0  # seconds a reload waits for every worker to serve it
+SWAP_NAMES: Final = 100_000  # a generation loading more names starts fresh workers
 LAG_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -85,6 +86,8 @@ class Child:
         self.proc: asyncio.subprocess.Process | None = None
         self.channel: Channel | None = None
         self.started = 0.0
+        self.ready = asyncio.Event()  # it answers (a worker says so once it serves)
+        self.generation = 0
 
     async def start(self) -> None:
         parent, child = socket.socketpair()
@@ -141,7 +144,8 @@ class Slot:
 
     index: int
     listeners: list[Listener]
-    child: Child | None = None
+    child: Child | None = None  # the process answering for this slot
+    pending: Child | None = None  # its replacement, starting (a big generation)
     pid: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     generation: int = 0  # the state generation it serves
@@ -154,6 +158,7 @@ class Slot:
     cpu_retired: float = 0.0  # of its earlier processes
     rss: int = 0
     reported: float = 0.0  # monotonic time of the last stats report
+    backoff: float = FIRST_BACKOFF
     mix: tuple[list[MixEntry], float] = ([], 0.0)
 
 
@@ -196,6 +201,8 @@ class Supervisor(Server):
         self.lags = [0] * (len(LAG_BUCKETS) + 1)
         self.lag_sum = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+        self._watchers: set[asyncio.Task[None]] = set()
+        self._whole: tuple[int, list[Part]] | None = None  # this generation, packed whole
         self._stopping_children = False
         super().__init__(opts, store, config, loader)
         self.totals = NodeTotals(self.metrics)
@@ -232,7 +239,7 @@ class Supervisor(Server):
         for i, mine in enumerate(slots(self.listeners, self.opts.workers)):
             slot = Slot(i, mine)
             self.slots.append(slot)
-            self._tasks.append(loop.create_task(self._keep(slot), name=f"geodns-worker-{i}"))
+            self._tasks.append(loop.create_task(self._first(slot), name=f"geodns-worker-{i}"))
         self._tasks.append(loop.create_task(self._ticker(), name="geodns-workers-tick"))
         started = time.monotonic()
         try:
@@ -247,8 +254,7 @@ class Supervisor(Server):
     async def close(self) -> None:
         """Stop the workers (they drain when we were replaced), the prober, then us."""
         self._stopping_children = True
-        await asyncio.gather(*(slot.child.stop("stop", self.replaced)
-                               for slot in self.slots if slot.child is not None))
+        await asyncio.gather(*(child.stop("stop", self.replaced) for child in self._children()))
         if self.prober is not None:
             await self.prober.stop("stop", timeout=2.0)
         for task in self._tasks:
@@ -266,43 +272,98 @@ class Supervisor(Server):
         args = ["--log-level", level, "--log-format", fmt]
         return [*args, "--index", str(index)] if index is not None else args
 
-    async def _keep(self, slot: Slot) -> None:
-        """Run this slot's worker; start it again whenever it exits."""
-        backoff = FIRST_BACKOFF
-        while not self._stopping_children:
-            child = Child(f"worker {slot.index}", "worker", self._child_args(slot.index),
-                          [x.sock.fileno() for x in slot.listeners],
-                          functools.partial(self._from_worker, slot))
-            try:
-                await child.start()
-                slot.child, slot.pid = child, child.pid
-                slot.failed = False
-                child.send("init", await self._init(slot))
-            except Exception:
-                log.exception("worker %d: could not start", slot.index)
-                code = None
-            else:
-                code = await child.wait()
-                if child.channel is not None:
-                    await child.channel.close()
-            if not self._stopping_children:
-                slot.ready.clear()
-            self.totals.retire(child.pid)
-            slot.cpu_retired += slot.cpu
-            slot.cpu = 0.0
-            if self._stopping_children:
-                return
-            ran = time.monotonic() - child.started
-            backoff = FIRST_BACKOFF if ran > STEADY else min(MAX_BACKOFF, backoff * 2)
-            slot.restarts += 1
-            log.error("worker %d (pid %d) exited with %s after %.0f s; starting it again in "
-                      "%.1f s", slot.index, child.pid, code, ran, backoff)
-            await asyncio.sleep(backoff if ran <= STEADY else FIRST_BACKOFF)
+    def _children(self) -> list[Child]:
+        """Every worker process: the slots' and the replacements still starting."""
+        return [c for s in self.slots for c in (s.child, s.pending) if c is not None]
+
+    async def _spawn(self, slot: Slot) -> Child:
+        """A worker process for ``slot``, given the current generation; watched."""
+        child = Child(f"worker {slot.index}", "worker", self._child_args(slot.index),
+                      [x.sock.fileno() for x in slot.listeners], _ignore)
+        child.on_message = functools.partial(self._from_worker, slot, child)
+        await child.start()
+        child.send("init", await self._init(slot))
+        task = asyncio.get_running_loop().create_task(self._watch(slot, child),
+                                                      name=f"geodns-worker-{slot.index}")
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        return child
+
+    async def _first(self, slot: Slot) -> None:
+        try:
+            slot.child = await self._spawn(slot)
+            slot.pid = slot.child.pid
+        except Exception:
+            log.exception("worker %d: could not start", slot.index)
+            await self._restart(slot, None, 0.0)
+
+    async def _watch(self, slot: Slot, child: Child) -> None:
+        """When ``child`` exits: fold its counters in; start the slot's worker again
+        unless it was replaced or the node is stopping."""
+        code = await child.wait()
+        if child.channel is not None:
+            await child.channel.close()
+        self.totals.retire(child.pid)
+        slot.cpu_retired += slot.cpu if child is slot.child else 0.0
+        if child is slot.pending:
+            slot.pending = None
+        if child is not slot.child or self._stopping_children:
+            return
+        slot.cpu = 0.0
+        slot.ready.clear()
+        await self._restart(slot, code, time.monotonic() - child.started)
+
+    async def _restart(self, slot: Slot, code: int | None, ran: float) -> None:
+        slot.backoff = FIRST_BACKOFF if ran > STEADY else min(MAX_BACKOFF, slot.backoff * 2)
+        slot.restarts += 1
+        log.error("worker %d (pid %d) exited with %s after %.0f s; starting it again in "
+                  "%.1f s", slot.index, slot.pid, code, ran, slot.backoff)
+        await asyncio.sleep(slot.backoff)
+        if self._stopping_children:
+            return
+        try:
+            slot.child = await self._spawn(slot)
+            slot.pid = slot.child.pid
+        except Exception:
+            log.exception("worker %d: could not start", slot.index)
+            await self._restart(slot, None, 0.0)
+
+    async def _swap(self, slot: Slot) -> bool:
+        """Start a new process for ``slot`` with the current generation; once it answers
+        (on the same sockets), the old one drains and exits.  The old one answered all
+        along: a big generation never stalls a worker that is serving."""
+        try:
+            new = await self._spawn(slot)
+        except Exception:
+            log.exception("worker %d: could not start its replacement", slot.index)
+            return False
+        slot.pending = new
+        ready = asyncio.ensure_future(new.ready.wait())
+        gone = asyncio.ensure_future(new.wait())
+        await asyncio.wait([ready, gone], timeout=READY_TIMEOUT,
+                           return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        gone.cancel()
+        if not new.ready.is_set() or new.proc is None or new.proc.returncode is not None:
+            log.error("worker %d: the replacement for generation %d did not start; the "
+                      "worker keeps generation %d", slot.index, self.generation,
+                      slot.generation)
+            await new.stop("stop", False, timeout=2.0)
+            slot.pending = None
+            slot.failed = True
+            slot.problems = ["its replacement process did not start (see the log)"]
+            return False
+        old, slot.child, slot.pending = slot.child, new, None
+        slot.pid, slot.generation, slot.failed, slot.problems = new.pid, new.generation, \
+            False, []
+        slot.cpu_retired += slot.cpu
+        slot.cpu = 0.0
+        if old is not None:
+            old.send("stop", True)
+        return True
 
     async def _init(self, slot: Slot) -> dict[str, Any]:
-        loop = asyncio.get_running_loop()
-        store = self.store
-        parts: list[Part] = await loop.run_in_executor(None, pack, store, {})
+        parts = await self._whole_parts()
         opts = ServeOptions(**{**self.opts.__dict__, "service": None, "replace": False,
                                "workers": 1})
         return {"opts": opts, "generation": self.generation, "parts": parts,
@@ -310,6 +371,17 @@ class Supervisor(Server):
                 "spill": self.steering.spill.state, "expires": self._expires(),
                 "listeners": [(x.kind, x.host, x.port, x.sock.fileno())
                               for x in slot.listeners]}
+
+    async def _whole_parts(self) -> list[Part]:
+        """The current store packed whole (for a new worker), once per generation."""
+        generation = self.generation
+        if self._whole is None or self._whole[0] != generation:
+            loop = asyncio.get_running_loop()
+            parts: list[Part] = await loop.run_in_executor(None, pack, self.store, {})
+            if generation == self.generation:
+                self._whole = (generation, parts)
+            return parts
+        return self._whole[1]
 
     async def _keep_prober(self) -> None:
         backoff = FIRST_BACKOFF
@@ -336,18 +408,24 @@ class Supervisor(Server):
 
     # ------------------------------------------------------------ messages from workers
 
-    def _from_worker(self, slot: Slot, message: tuple[Any, ...]) -> Any:
+    def _from_worker(self, slot: Slot, child: Child, message: tuple[Any, ...]) -> Any:
         kind = message[0]
         if kind == "stats":
             stats = message[1]
-            self.totals.update(slot.pid, stats["metrics"])
-            slot.cpu, slot.rss = stats["cpu"], stats["rss"]
-            slot.reported = time.monotonic()
+            self.totals.update(child.pid, stats["metrics"])
+            if child is slot.child:
+                slot.cpu, slot.rss = stats["cpu"], stats["rss"]
+                slot.reported = time.monotonic()
         elif kind == "ready":
-            slot.pid, slot.generation = message[1], message[2]
-            slot.ready.set()
-            log.info("worker %d (pid %d) serving generation %d", slot.index, slot.pid,
-                     slot.generation)
+            child.generation = message[2]
+            child.ready.set()
+            log.info("worker %d (pid %d) serving generation %d", slot.index, child.pid,
+                     child.generation)
+            if child is slot.child:
+                slot.pid, slot.generation = child.pid, child.generation
+                slot.ready.set()
+        elif kind == "applied" and child is not slot.child:
+            pass  # a replacement reports "ready" instead
         elif kind == "applied":
             generation, ok, problems = message[1:4]
             if ok:
@@ -366,14 +444,14 @@ class Supervisor(Server):
         elif kind == "notify":
             self._notified(message[1], message[2])
         elif kind == "xfr":
-            return self._transfer(slot, message[1], message[2], message[3])
+            return self._transfer(child, message[1], message[2], message[3])
         return None
 
-    async def _transfer(self, slot: Slot, rid: int, wire: bytes, peer: str) -> None:
+    async def _transfer(self, child: Child, rid: int, wire: bytes, peer: str) -> None:
         loop = asyncio.get_running_loop()
         many = await loop.run_in_executor(None, self.xfr.tcp_transfer, wire, peer)
-        if slot.child is not None and slot.child.channel is not None:
-            slot.child.channel.reply(rid, many)
+        if child.channel is not None:
+            child.channel.reply(rid, many)
 
     def _notified(self, origin_text: str, peer: str) -> None:
         st = self.xfr.secondary.zones.get(dns.name.from_text(origin_text))
@@ -389,18 +467,16 @@ class Supervisor(Server):
     def _health_changed(self, snapshot: HealthSnapshot) -> None:
         super()._health_changed(snapshot)
         now = time.monotonic()
-        for slot in self.slots:
-            if slot.child is not None:
-                slot.child.send("health", snapshot, now)
+        for child in self._children():
+            child.send("health", snapshot, now)
 
     def _send_spill(self) -> None:
         state = self.steering.spill.state
         if state is self._spill_sent:
             return
         self._spill_sent = state
-        for slot in self.slots:
-            if slot.child is not None:
-                slot.child.send("spill", state)
+        for child in self._children():
+            child.send("spill", state)
 
     def _expires(self) -> dict[dns.name.Name, float]:
         return {origin: st.expires_at for origin, st in self.xfr.secondary.zones.items()
@@ -420,14 +496,33 @@ class Supervisor(Server):
         self._ship.put_nowait((self.generation, state.store, config))
 
     async def _shipper(self) -> None:
-        """Send each new generation to every worker, in order (packing off the loop)."""
+        """Send each new generation to every worker, in order (packing off the loop).
+
+        A small one is applied in place.  A big one (over SWAP_NAMES names to load, or
+        new steering maps to compile) starts fresh worker processes beside the serving
+        ones instead, which take over once they answer: loading a million names or
+        compiling maps in a serving process would delay its answers."""
         assert self._ship is not None
         loop = asyncio.get_running_loop()
         while True:
             generation, store, config = await self._ship.get()
+            while not self._ship.empty():  # several reloads meanwhile: the newest counts
+                generation, store, newer = self._ship.get_nowait()
+                config = newer or config
             delta = await loop.run_in_executor(None, pack, store, self._shipped)
-            whole: list[Part] | None = None
+            names = sum(len(store.zones[origin].nodes) for origin, part
+                        in zip(store.zones, delta, strict=True) if part[0] == "zone")
+            self._shipped = dict(store.zones)
+            if names > SWAP_NAMES or config is not None:
+                why = f"{names} names to load" if names > SWAP_NAMES else "new steering maps"
+                log.info("generation %d (%s): starting fresh workers beside the serving "
+                         "ones", generation, why)
+                step = max(1, len(self.slots) // 4)  # memory: a few extra processes at once
+                for i in range(0, len(self.slots), step):
+                    await asyncio.gather(*(self._swap(s) for s in self.slots[i:i + step]))
+                continue
             expires = self._expires()
+            whole: list[Part] | None = None
             for slot in self.slots:
                 if slot.child is None:
                     continue
@@ -436,9 +531,10 @@ class Supervisor(Server):
                     if whole is None:
                         whole = await loop.run_in_executor(None, pack, store, {})
                     parts = whole
-                slot.child.send("state", generation, parts, config or self.config
-                                if slot.failed else config, expires)
-            self._shipped = dict(store.zones)
+                slot.child.send("state", generation, parts, self.config if slot.failed
+                                else None, expires)
+                if slot.pending is not None:
+                    slot.pending.send("state", generation, delta, None, expires)
 
     async def _ticker(self) -> None:
         """Secondary zone expiry times, when a refresh moved them."""
@@ -447,9 +543,8 @@ class Supervisor(Server):
             expires = self._expires()
             if expires != self._expires_sent:
                 self._expires_sent = expires
-                for slot in self.slots:
-                    if slot.child is not None:
-                        slot.child.send("expires", expires)
+                for child in self._children():
+                    child.send("expires", expires)
 
     # ------------------------------------------------------------ reload
 

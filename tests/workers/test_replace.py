@@ -35,8 +35,10 @@ class Load:
     """Queries from several UDP sockets and one TCP client per query, each waiting for
     its answer (2 s) before the next: a steady load that notices every loss."""
 
-    def __init__(self, port: int, udp_clients: int = 6) -> None:
+    def __init__(self, port: int, udp_clients: int = 6,
+                 qname: str = "www.replace.test") -> None:
         self.port = port
+        self.qname = qname
         self.stop = threading.Event()
         self.sent = 0
         self.answered = 0
@@ -70,7 +72,7 @@ class Load:
             n = 0
             while not self.stop.is_set():
                 n += 1
-                q = dns.message.make_query("www.replace.test", "A")
+                q = dns.message.make_query(self.qname, "A")
                 s.sendto(q.to_wire(), ("127.0.0.1", self.port))
                 try:
                     while True:  # skip a late answer to an earlier query
@@ -85,7 +87,7 @@ class Load:
         n = 0
         while not self.stop.is_set():
             n += 1
-            q = dns.message.make_query("www.replace.test", "A").to_wire()
+            q = dns.message.make_query(self.qname, "A").to_wire()
             try:
                 self._count(bool(tcp_query(self.port, q, timeout=2.0)), f"tcp query {n}")
             except OSError as exc:

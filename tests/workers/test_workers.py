@@ -26,6 +26,7 @@ import pytest
 
 from tests.health.backends import ThreadedHttpBackend
 from tests.util import geodns_server
+from tests.workers.test_replace import Load
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -77,7 +78,8 @@ default = ["b"]
 
 class Node:
     def __init__(self, port: int, control: int, zones: Path, backend: ThreadedHttpBackend,
-                 stderr: Callable[[], str]) -> None:
+                 stderr: Callable[[], str], config: Path) -> None:
+        self.config = config
         self.port = port
         self.control = control
         self.zones = zones
@@ -154,7 +156,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
                                    "--watch-interval", "3600"],
                            ready_timeout=120) as srv:
             n = Node(srv.port, srv.control_port(timeout=120), zones, backend,
-                     srv.stderr_text)
+                     srv.stderr_text, config)
             wait(lambda: all(w["ready"] for w in n.workers()) and len(n.workers()) == 2,
                  120, "both workers ready")
             wait(lambda: n.answers(8) == {A}, 30, "POP a up (its first checks passed)")
@@ -203,6 +205,35 @@ def test_reload_reaches_every_worker_and_a_bad_change_none(node: Node) -> None:
         m = node.ask("e2e.test", "SOA")
         assert m is not None and m.answer[0][0].serial == 2
     zone.write_text(good)
+
+
+def test_new_steering_maps_start_fresh_workers_and_lose_nothing(
+        node: Node, report_line: Callable[[str], None]) -> None:
+    """A config change means new steering maps: fresh workers compile them beside the
+    serving ones and take over; the serving ones never stall or drop a query."""
+    before = {w["index"]: w["pid"] for w in node.workers()}
+    text = node.config.read_text()
+    node.config.write_text(text.replace("ttl = 5\n", "ttl = 7\n", 1))
+    try:
+        with Load(node.port, qname="www.e2e.test") as load:
+            time.sleep(0.3)
+            code, body = node.http("POST", "/reload")
+            time.sleep(0.5)
+        assert code == 200 and body["ok"], body
+        st = node.status()
+        assert all(w["generation"] == st["node"]["generation"] for w in st["node"]["workers"])
+        assert all(w["pid"] != before[w["index"]] for w in st["node"]["workers"])
+        for _ in range(12):
+            m = node.ask()
+            assert m is not None and m.answer[0].ttl == 7
+        assert load.lost == [], f"{len(load.lost)} of {load.sent} lost"
+        assert "starting fresh workers beside the serving ones" in node.stderr()
+        report_line(f"workers: new steering maps, fresh workers took over: {load.sent} "
+                    f"queries during the reload, {len(load.lost)} lost")
+    finally:
+        node.config.write_text(text)
+        code, body = node.http("POST", "/reload")
+        assert code == 200 and body["ok"], body
 
 
 def test_health_and_overrides_reach_every_worker_within_100ms(
