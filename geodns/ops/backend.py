@@ -103,6 +103,10 @@ class ServerBackend:
             geo=self.geo, dnstap=self.dnstap, monitor=self.monitor, steering=self.steering,
             changes=self.changes.recent())
 
+    async def refresh(self) -> None:
+        """Before /metrics and /status: the workers' counters as of now."""
+        await self.server.refresh_stats()
+
     async def reload(self) -> tuple[bool, list[str]]:
         """Same reload as SIGHUP; problems are the file:line list of a failure."""
         outcome = await self.server.request_reload("control API")

@@ -2,9 +2,11 @@
 
 The server implements :class:`Serving`: :meth:`Serving.view` hands out a frozen
 picture of what is being served (config, zone serials, health snapshot, GeoIP
-database), and :meth:`Serving.request_reload` asks for the same reload a SIGHUP
-does.  Nothing else of the server is reachable from :mod:`geodns.ops`: the control
-API, the status builder and the backend read views and never hold the server.
+database, a supervisor's workers), and :meth:`Serving.request_reload` asks for the
+same reload a SIGHUP does; :meth:`Serving.refresh_stats` brings the counters up to
+date before a read (a supervisor's workers count in their own processes).  Nothing
+else of the server is reachable from :mod:`geodns.ops`: the control API, the status
+builder and the backend read views and never hold the server.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Protocol
 from geodns.config import Config
 from geodns.health.snapshot import HealthSnapshot
 from geodns.ops.geoip import GeoDatabase
+from geodns.ops.status import NodeStatus
 
 __all__ = ["ReloadOutcome", "Serving", "ServingView"]
 
@@ -28,6 +31,7 @@ class ServingView:
     serials: Mapping[str, int]  # zone origin -> serial, of the zones answered for
     health: HealthSnapshot
     geo: GeoDatabase | None = None  # None: no pool needs GeoIP
+    node: NodeStatus | None = None  # a supervisor's workers (geodns/workers/)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,3 +48,6 @@ class Serving(Protocol):
     def view(self) -> ServingView: ...
 
     async def request_reload(self, reason: str) -> ReloadOutcome: ...
+
+    async def refresh_stats(self) -> None:
+        """Bring counters up to date before a read (a supervisor asks its workers)."""

@@ -37,10 +37,12 @@ __all__ = [
     "LatencyStatus",
     "LoadFigures",
     "LoadStatus",
+    "NodeStatus",
     "OverrideStatus",
     "PoolStatus",
     "PopLoadStatus",
     "PopStatus",
+    "ProberStatus",
     "ReloadStatus",
     "Room",
     "ServerInfo",
@@ -48,6 +50,7 @@ __all__ = [
     "Status",
     "SteeringStatus",
     "TrafficMix",
+    "WorkerStatus",
     "ZoneStatus",
     "to_json",
 ]
@@ -321,6 +324,47 @@ class HealthChange:
 # --------------------------------------------------------------------------- documents
 
 
+# --------------------------------------------------------------------------- node
+
+
+@dataclass(frozen=True, slots=True)
+class ProberStatus:
+    """The prober process of a node with workers (geodns/workers/prober.py)."""
+
+    pid: int | None
+    running: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    """One DNS worker process, as its supervisor knows it."""
+
+    index: int
+    pid: int
+    ready: bool
+    generation: int  # the state generation it serves
+    current: bool  # it serves the supervisor's newest generation
+    problems: tuple[str, ...]  # why the last generation did not apply
+    restarts: int
+    health_generation: int  # the health snapshot it serves
+    health_lag_ms: float | None  # how long the last snapshot took to reach it
+    queries: int
+    cpu_seconds: float
+    rss_bytes: int
+    uptime_seconds: float | None
+    sockets: int
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """``/status``'s ``node``: a supervisor's workers (absent with ``--workers 1``)."""
+
+    generation: int  # the newest state generation the supervisor has sent
+    health_generation: int
+    prober: ProberStatus
+    workers: tuple[WorkerStatus, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class Status:
     """Everything ``GET /status`` answers and the status page shows."""
@@ -335,6 +379,7 @@ class Status:
     overrides: tuple[OverrideStatus, ...] | None = field(default=None, metadata=_OMIT)
     override_errors: tuple[str, ...] | None = field(default=None, metadata=_OMIT)
     checks: Mapping[str, CheckStatus] | None = field(default=None, metadata=_OMIT)
+    node: NodeStatus | None = field(default=None, metadata=_OMIT)
     steering: SteeringStatus | None = field(default=None, metadata=_OMIT)
     answers: Answers = field(default_factory=Answers)
     recent_changes: tuple[HealthChange, ...] = ()

@@ -313,6 +313,7 @@ def build_status(view: ServingView, *, metrics: Metrics, now: float,
     return Status(
         server=server, zones=zone_status(view.serials), pools=pool_status(config), pops=pops,
         last_reload=last_reload, geoip=geo_status(geo, now), dnstap=dnstap_status(dnstap),
-        overrides=rules, override_errors=errors, checks=checks, steering=steer,
+        overrides=rules, override_errors=errors, checks=checks, node=view.node,
+        steering=steer,
         answers=answers(metrics, [p.name for p in pops], now, minutes),
         recent_changes=tuple(changes)[:50], time=now)

@@ -15,7 +15,7 @@ from geodns.health.snapshot import HealthKey, HealthSnapshot
 from geodns.ops.backend import ServerBackend
 from geodns.ops.metrics import Metrics
 from geodns.ops.serving import ReloadOutcome, ServingView
-from geodns.ops.status import to_json
+from geodns.ops.status import NodeStatus, ProberStatus, WorkerStatus, to_json
 
 CONFIG = """
 [pops.iad]
@@ -56,9 +56,15 @@ class FakeServer:
         self.store = Store()
         self.next_ok = True
         self.geo: Any = None
+        self.node: NodeStatus | None = None
+        self.refreshed = 0
 
     def view(self) -> ServingView:
-        return ServingView(self.config, self.store.serials(), self.health.snapshot, self.geo)
+        return ServingView(self.config, self.store.serials(), self.health.snapshot, self.geo,
+                           self.node)
+
+    async def refresh_stats(self) -> None:
+        self.refreshed += 1
 
     async def request_reload(self, reason: str) -> ReloadOutcome:
         if self.next_ok:
@@ -234,3 +240,36 @@ def test_a_dnstap_change_at_reload_is_flagged_as_needing_a_restart(
                                  "geodns.toml")
     backend.on_reloaded(True, "SIGHUP")
     assert "[dnstap] changed; it takes effect at the next restart" in caplog.text
+
+
+def sample_node() -> NodeStatus:
+    return NodeStatus(7, 12, ProberStatus(4242, True), (
+        WorkerStatus(0, 4300, True, 7, True, (), 0, 12, 0.31, 1500, 2.5, 200 << 20, 61.0, 2),
+        WorkerStatus(1, 4301, True, 6, False, ("zones/x.zone:3: bad",), 2, 11, None, 7,
+                     0.4, 100 << 20, None, 2)))
+
+
+def test_status_carries_a_supervisors_node_section() -> None:
+    """The workers' table (geodns/workers) reaches /status through the typed view, with
+    the field names tests/workers and operators read; a single process has none."""
+    server = FakeServer()
+    backend = ServerBackend(server, Metrics(process=False))
+    assert "node" not in to_json(backend.status())
+    server.node = sample_node()
+    node = to_json(backend.status())["node"]
+    assert node["generation"] == 7 and node["health_generation"] == 12
+    assert node["prober"] == {"pid": 4242, "running": True}
+    assert node["workers"][0] == {
+        "index": 0, "pid": 4300, "ready": True, "generation": 7, "current": True,
+        "problems": [], "restarts": 0, "health_generation": 12, "health_lag_ms": 0.31,
+        "queries": 1500, "cpu_seconds": 2.5, "rss_bytes": 200 << 20,
+        "uptime_seconds": 61.0, "sockets": 2}
+    assert node["workers"][1]["problems"] == ["zones/x.zone:3: bad"]
+    assert node["workers"][1]["uptime_seconds"] is None
+
+
+def test_refresh_asks_the_server_for_fresh_counters() -> None:
+    server = FakeServer()
+    backend = ServerBackend(server, Metrics(process=False))
+    asyncio.run(backend.refresh())
+    assert server.refreshed == 1

@@ -12,10 +12,13 @@ from geodns.ops.status import (
     GeoStatus,
     HealthChange,
     LoadFigures,
+    NodeStatus,
+    ProberStatus,
     ReloadStatus,
     ServerInfo,
     SpillStatus,
     SteeringStatus,
+    WorkerStatus,
     to_json,
 )
 from tests.ops.fakes import FakeBackend
@@ -102,3 +105,29 @@ def test_load_against_capacity_and_shedding_pops() -> None:
     assert '<span class="over"' in fra and "600 of 500 (120%)" in fra and "(stale)" in fra
     assert row(page, "sin").count('class="num load"><span class="muted">-</span>') == 1
     assert "sheds 12%" in page and "sheds 0%" not in page
+
+
+def test_workers_table_when_the_server_is_a_supervisor() -> None:
+    """One row per worker: pid, whether it serves the newest generation, restarts,
+    health lag, queries, CPU; problems shown as text (escaped), never as markup."""
+    backend = FakeBackend()
+    assert 'id="node"' not in render_page(backend.status(), now=100.0)
+    node = NodeStatus(7, 12, ProberStatus(4242, True), (
+        WorkerStatus(0, 4300, True, 7, True, (), 0, 12, 0.31, 1500, 2.5, 200 << 20, 61.0, 2),
+        WorkerStatus(1, 4301, True, 6, False, ("zones/<b>x</b>.zone:3: bad",), 3, 11, None,
+                     7, 0.4, 100 << 20, None, 2)))
+    page = render_page(dataclasses.replace(backend.status(), node=node), now=100.0)
+    section = re.search(r'<section class="wide" id="node">.*?</section>', page, re.S)
+    assert section, page
+    text = section.group(0)
+    assert "generation 7" in text and "prober pid 4242" in text
+    rows = re.findall(r'<tr class="worker".*?</tr>', text)
+    assert len(rows) == 2
+    cells = [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>.*?</td>", rows[0])]
+    assert cells == ["0", "4300", "CURRENT", "7", "0", "0.31 ms", "1,500", "2.5 s",
+                     "200 MiB", "1m 1s"]
+    assert 'data-pid="4301"' in rows[1] and "BEHIND" in rows[1] and ">3<" in rows[1]
+    assert "zones/&lt;b&gt;x&lt;/b&gt;.zone:3: bad" in text and "<b>x</b>" not in text
+    down = dataclasses.replace(node, prober=ProberStatus(None, False))
+    assert "prober <span class=\"over\">not running</span>" in render_page(
+        dataclasses.replace(backend.status(), node=down), now=100.0)
