@@ -29,12 +29,15 @@ import dns.rcode
 from geodns.config import Config
 from geodns.health.snapshot import HealthSnapshot
 from geodns.ops.backend import ServerBackend
+from geodns.ops.dnstap import Dnstap
+from geodns.ops.querylog import QueryLog
 from geodns.problems import Problems
 from geodns.server import ServeOptions, Server
 from geodns.workers.channel import Channel
 from geodns.workers.shipping import Part, unpack
 from geodns.workers.sockets import Listener
 from geodns.workers.stats import export
+from geodns.workers.telemetry import ShippedDnstap, ShippedQueryLog, Shipper
 from geodns.xfr import tsig
 from geodns.xfr.opcode import answer_opcode
 from geodns.xfr.outbound import is_transfer
@@ -147,6 +150,12 @@ class WorkerServer(Server):
     def _first_store(self, files: ZoneStore) -> ZoneStore:
         return files
 
+    def _query_log(self, kind: type[QueryLog]) -> QueryLog | None:
+        return super()._query_log(ShippedQueryLog)
+
+    def _dnstap(self, kind: type[Dnstap]) -> Dnstap | None:
+        return super()._dnstap(ShippedDnstap)
+
     def _make_backend(self) -> ServerBackend:
         return QuietBackend(self, self.metrics, self.monitor, steering=self.steering)
 
@@ -216,6 +225,9 @@ class WorkerServer(Server):
             await self.qlog.start()
         if self.dnstap is not None:
             await self.dnstap.start()
+        shipper = Shipper(self.qlog, self.dnstap,
+                          lambda lines, taps: self.channel.send("telemetry", lines, taps))
+        shipper.start()
         reporter = loop.create_task(self._report())
         self.channel.send("ready", os.getpid(), self.generation)
         gone = loop.create_task(self.channel.closed.wait())
@@ -232,6 +244,7 @@ class WorkerServer(Server):
             await self.qlog.stop()
         if self.dnstap is not None:
             await self.dnstap.stop()
+        await shipper.stop()
         try:
             self.channel.send("stats", self.stats())
             await self.channel.drain()
