@@ -139,9 +139,7 @@ class Server:
         self.monitor = self._health_monitor(self.config)
         self.health.snapshot = self.monitor.snapshot
         self.metrics = Metrics(version=version())
-        ql = self.config.querylog
-        self.qlog = QueryLog(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
-                             queue_size=ql.queue, metrics=self.metrics) if ql.path else None
+        self.qlog = self._query_log(QueryLog)
         # xfr hook: zone transfers.  file_store holds the zones read from files; the
         # served store adds the secondary zones (geodns.xfr.service.merge_zones).
         self.file_store = store
@@ -156,8 +154,7 @@ class Server:
         self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
         # [operator hooks] service manager / privileges, and dnstap (wraps handler.handle)
         self.service = opts.service or Service()
-        self.dnstap = Dnstap(self.config.dnstap, self.metrics, f"geodns {version()}") \
-            if self.config.dnstap.enabled else None
+        self.dnstap = self._dnstap(Dnstap)
         if self.dnstap is not None:
             self.handler.tap(self.dnstap.wrap)
         self.handler.guard = Defences.build(self.config, self.metrics)  # RRL, cookies
@@ -352,12 +349,8 @@ class Server:
             return True
 
     def _sighup(self) -> None:
-        self.reopen_logs()  # [refactor hook] logrotate's postrotate may send SIGHUP too
+        reopen_logs()  # [refactor hook] logrotate's postrotate may send SIGHUP too
         asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
-
-    def reopen_logs(self) -> None:
-        """[refactor hook] logrotate moved the query log: open the path again."""
-        reopen_logs()
 
     def _adopt(self, config: Config, runtime: Runtime, files: ZoneStore,
                store: ZoneStore) -> None:
@@ -440,7 +433,7 @@ class Server:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, self._sighup)
         # [refactor hook] logrotate: SIGUSR1 (and SIGHUP) reopen the query log
-        loop.add_signal_handler(signal.SIGUSR1, self.reopen_logs)
+        loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         loop.add_signal_handler(signal.SIGUSR2,
@@ -468,11 +461,24 @@ class Server:
         await self.steering.stop()  # [traffic hook]
         if self.control is not None:
             await stop_control(self.control)
+        await self.close()
+        # after the listeners (or the workers) stopped: the last answers are logged too
         if self.qlog is not None:
             await self.qlog.stop()
         if self.dnstap is not None:  # [operator hook]
             await self.dnstap.stop()
-        await self.close()
+
+    def _query_log(self, kind: type[QueryLog]) -> QueryLog | None:
+        """The query log (a worker's ships its lines to the supervisor's)."""
+        ql = self.config.querylog
+        return kind(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
+                    queue_size=ql.queue, metrics=self.metrics) if ql.path else None
+
+    def _dnstap(self, kind: type[Dnstap]) -> Dnstap | None:
+        """dnstap output (a worker's ships its messages to the supervisor's)."""
+        if not self.config.dnstap.enabled:
+            return None
+        return kind(self.config.dnstap, self.metrics, f"geodns {version()}")
 
     async def started(self) -> None:
         """Sockets bound and privileges dropped (the supervisor starts workers here)."""

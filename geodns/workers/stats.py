@@ -10,6 +10,7 @@ worker is restarted and no worker is left out or counted twice.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from geodns.ops.metrics import Metrics
@@ -52,8 +53,10 @@ def _add(into: Stats, more: Stats) -> None:
 class NodeTotals:
     """The supervisor's view: live workers' latest totals plus retired ones."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics,
+                 local: Callable[[], Mapping[str, int]] | None = None) -> None:
         self.metrics = metrics
+        self.local = local  # the supervisor's own totals (its query log and dnstap writers)
         self.live: dict[int, Stats] = {}  # pid -> latest totals
         self.retired: Stats = {}
         metrics.cache_source = self.cache
@@ -84,8 +87,9 @@ class NodeTotals:
             table: defaultdict[Any, int] = defaultdict(int)
             table.update(total.get(name, {}))
             setattr(m, name, table)
+        own = self.local() if self.local is not None else {}
         for name in TOTALS:
-            setattr(m, name, total.get(name, 0))
+            setattr(m, name, total.get(name, 0) + own.get(name, 0))
         counts = total.get("latency_counts")
         if counts:
             m.latency_counts = counts

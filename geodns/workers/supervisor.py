@@ -41,6 +41,7 @@ from geodns.health.snapshot import HealthSnapshot
 from geodns.ops.status import NodeStatus, ProberStatus, WorkerStatus
 from geodns.server import ServeOptions, Server
 from geodns.traffic.mix import MixEntry, MixSampler
+from geodns.workers import telemetry
 from geodns.workers.channel import Channel, ChannelClosed
 from geodns.workers.prober import RemoteProbe
 from geodns.workers.shipping import Part, pack
@@ -206,7 +207,12 @@ class Supervisor(Server):
         self._whole: tuple[int, list[Part]] | None = None  # this generation, packed whole
         self._stopping_children = False
         super().__init__(opts, store, config, loader)
-        self.totals = NodeTotals(self.metrics)
+        # One writer per node: workers ship their lines here (geodns.workers.telemetry);
+        # this process's own counts are added to theirs, not overwritten by them.
+        for output in (self.qlog, self.dnstap):
+            if output is not None:
+                output.metrics = None
+        self.totals = NodeTotals(self.metrics, lambda: telemetry.totals(self.qlog, self.dnstap))
         self.steering.mix = NodeMix(lambda: self.slots)
         self._sent_runtime = self.runtime
         self._shipped = dict(self.store.zones)
@@ -436,6 +442,8 @@ class Supervisor(Server):
                 for problem in problems:
                     log.error("worker %d: generation %d not applied: %s", slot.index,
                               generation, problem)
+        elif kind == "telemetry":
+            telemetry.receive(self.qlog, self.dnstap, message[1], message[2])
         elif kind == "health_applied":
             slot.health, slot.health_lag = message[1], message[2]
             self.lags[bisect.bisect_left(LAG_BUCKETS, message[2])] += 1
@@ -585,13 +593,6 @@ class Supervisor(Server):
                 slot.cpu, slot.rss = stats["cpu"], stats["rss"]
 
         await asyncio.gather(*(ask(s) for s in self._live()))
-
-    def reopen_logs(self) -> None:
-        """[refactor hook] SIGUSR1/SIGHUP to the supervisor alone (``kill $MAINPID``):
-        every worker opens its query log again too."""
-        super().reopen_logs()
-        for child in self._children():
-            child.send("reopen")
 
     # [refactor hook] typed: the one /status schema is geodns/ops/status.py
     def node_status(self) -> NodeStatus:

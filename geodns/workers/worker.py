@@ -29,13 +29,15 @@ import dns.rcode
 from geodns.config import Config
 from geodns.health.snapshot import HealthSnapshot
 from geodns.ops.backend import ServerBackend
-from geodns.ops.querylog import reopen_logs
+from geodns.ops.dnstap import Dnstap
+from geodns.ops.querylog import QueryLog
 from geodns.problems import Problems
 from geodns.server import ServeOptions, Server
 from geodns.workers.channel import Channel
 from geodns.workers.shipping import Part, unpack
 from geodns.workers.sockets import Listener
 from geodns.workers.stats import export
+from geodns.workers.telemetry import ShippedDnstap, ShippedQueryLog, Shipper
 from geodns.xfr import tsig
 from geodns.xfr.opcode import answer_opcode
 from geodns.xfr.outbound import is_transfer
@@ -149,6 +151,12 @@ class WorkerServer(Server):
     def _first_store(self, files: ZoneStore) -> ZoneStore:
         return files
 
+    def _query_log(self, kind: type[QueryLog]) -> QueryLog | None:
+        return super()._query_log(ShippedQueryLog)
+
+    def _dnstap(self, kind: type[Dnstap]) -> Dnstap | None:
+        return super()._dnstap(ShippedDnstap)
+
     def _make_backend(self) -> ServerBackend:
         return QuietBackend(self, self.metrics, self.monitor, steering=self.steering)
 
@@ -173,8 +181,6 @@ class WorkerServer(Server):
             return self.apply(*message[1:])
         elif kind == "stats":
             self.channel.reply(message[1], self.stats())
-        elif kind == "reopen":  # [refactor hook] logrotate, forwarded by the supervisor
-            reopen_logs()
         elif kind == "stop":
             self.replaced = bool(message[1])
             self.stopping.set()
@@ -214,15 +220,15 @@ class WorkerServer(Server):
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
-        # [refactor hook] `systemctl kill -s USR1` reaches every process of the unit:
-        # reopen this worker's query log (the default action would end the worker)
-        loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
         await self.serve_on(self.listeners)
         await self.steering.start(leader=False)
         if self.qlog is not None:
             await self.qlog.start()
         if self.dnstap is not None:
             await self.dnstap.start()
+        shipper = Shipper(self.qlog, self.dnstap,
+                          lambda lines, taps: self.channel.send("telemetry", lines, taps))
+        shipper.start()
         reporter = loop.create_task(self._report())
         self.channel.send("ready", os.getpid(), self.generation)
         gone = loop.create_task(self.channel.closed.wait())
@@ -239,6 +245,7 @@ class WorkerServer(Server):
             await self.qlog.stop()
         if self.dnstap is not None:
             await self.dnstap.stop()
+        await shipper.stop()
         try:
             self.channel.send("stats", self.stats())
             await self.channel.drain()
@@ -311,7 +318,7 @@ def ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     # [refactor hook] `systemctl kill -s USR1|USR2 geodns` signals every process of the
-    # unit: logrotate's USR1 is the worker's (its run() reopens its query log), USR2
-    # (start a replacement) the supervisor's; neither may end a child.
+    # unit: both are the supervisor's (USR1: reopen the node's query log, which it
+    # writes; USR2: start a replacement); neither may end a child.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     signal.signal(signal.SIGUSR2, signal.SIG_IGN)

@@ -323,11 +323,11 @@ www  IN A   192.0.2.2
 """
 
 
-def test_query_log_is_reopened_by_every_worker_for_logrotate(tmp_path: Path) -> None:
-    """logrotate moves the file, then signals: SIGUSR1 to the supervisor alone
-    (``kill -USR1 $MAINPID``) reaches every worker, and SIGUSR1 to every process of the
-    node (``systemctl kill -s USR1``) makes the workers reopen too, and ends neither a
-    worker nor the prober. No line goes to the moved file after the signal."""
+def test_query_log_reopens_for_logrotate_and_usr1_ends_no_child(tmp_path: Path) -> None:
+    """logrotate moves the file, then signals the supervisor (``kill -USR1 $MAINPID``),
+    whose writer owns the node's query log, or every process of the unit (``systemctl
+    kill -s USR1``), which ends neither a worker nor the prober. No line goes to the
+    moved file after the signal; the workers' lines reach the new one."""
     zones = tmp_path / "zones"
     zones.mkdir()
     (zones / "plain.test.zone").write_text(PLAIN_ZONE)
