@@ -216,6 +216,8 @@ class Reference:
                             (p,), not honour)
                 took = False
                 for a in addrs(p):
+                    if len(chosen) >= want:
+                        break  # (a failed address never needed does not count)
                     if honour and health.address_state(p, a) != "up":
                         skipped = True
                         continue

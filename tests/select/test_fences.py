@@ -378,8 +378,11 @@ def check(sel: Selector, ref: Reference, config: Config, pool: str, qtype: int, 
                                        other, there, want)
     if p.arms:
         assert got.scope >= (24 if bits == 32 else 56), ("arm scope", got.scope)
-    # 4. maximal where no hash decides: the sibling half holds a different answer
-    if ref.spilling(pool, qtype, str(addr), health) or got.scope == 0 or p.arms:
+    # 4. maximal where no hash decides: the sibling half holds a different answer (a
+    # pool that sheds blocks anywhere may split a sibling by the spill hash: not checked)
+    shedding = p.spill and ref.spill is not None and any(
+        v > 0 for v in ref.spill.shares.values())
+    if shedding or got.scope == 0 or p.arms:
         return
     if ref.kind(p) == "weighted" and ref.latency_ranking(p, addr) is None:
         return
