@@ -51,7 +51,7 @@ test: deps-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check geodns tests tools tools/bench tools/demo tools/microbench tools/steeringbench tools/tcpabuse tools/amplification
+	$(BIN)/ruff check geodns tests tools tools/bench tools/demo tools/microbench tools/steeringbench tools/tcpabuse tools/amplification tools/workersbench
 	$(BIN)/mypy
 
 # Reference servers for the geo benchmark (tools/bench --geo).

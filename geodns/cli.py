@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import ipaddress
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ from geodns.select.inputs import check_steering
 from geodns.server import ServeOptions, Server, parse_listen
 from geodns.service import Service, check_user, version
 from geodns.traffic.spill import steady_shares
+from geodns.workers.supervisor import Supervisor, usable_cpus
+from geodns.workers.takeover import TakeoverError
 from geodns.xfr.service import conflicts, declared
 from geodns.zones.load import ZoneFileError
 from geodns.zones.loader import ZoneLoader
@@ -83,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--user", metavar="NAME",
                    help="started as root: switch to this user once the DNS sockets are "
                         "bound (see contrib/systemd for running without root at all)")
+    s.add_argument("--workers", type=_workers, metavar="N",
+                   help="DNS worker processes sharing each port (SO_REUSEPORT); 1: one "
+                        "process does everything (default: $GEODNS_WORKERS, else the "
+                        "number of usable CPUs)")
+    s.add_argument("--replace", action="store_true",
+                   help="take over the sockets of the geodns already serving these ports "
+                        "and stop it once we answer: a restart without a lost query")
 
     c = sub.add_parser("check", help="validate zones (and config) offline")
     _config_flags(c)
@@ -107,6 +117,27 @@ def _parser() -> argparse.ArgumentParser:
                    help="a POP's load (spill pools shed what these loads settle at); "
                         "repeatable")
     return p
+
+
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= n <= 256:
+        raise argparse.ArgumentTypeError(f"{n}: between 1 and 256")
+    return n
+
+
+def default_workers() -> int:
+    """``$GEODNS_WORKERS`` when set (tests and containers), else the usable CPUs."""
+    env = os.environ.get("GEODNS_WORKERS", "").strip()
+    if env:
+        try:
+            return _workers(env)
+        except argparse.ArgumentTypeError as exc:
+            raise ValueError(f"GEODNS_WORKERS: {exc}") from None
+    return usable_cpus()
 
 
 def _load_store(zones_dir: str, loader: ZoneLoader | None = None) -> ZoneStore:
@@ -321,17 +352,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"geodns: the control API on {http[0]} is not loopback: set [server] http_token "
               "in the config (or use --http 127.0.0.1:8053, or --http off)", file=sys.stderr)
         return 1
+    try:
+        workers = args.workers or default_workers()
+    except ValueError as exc:
+        print(f"geodns: {exc}", file=sys.stderr)
+        return 2
     opts = ServeOptions(zones_dir=zones_dir, listen=listen, config_path=args.config,
                         http=http, http_token=config.server.http_token,
                         udp_size=args.udp_size or config.server.udp_size, tcp=tcp,
-                        watch_interval=args.watch_interval, service=Service(account))
+                        watch_interval=args.watch_interval, service=Service(account),
+                        workers=workers, replace=args.replace)
     try:
         import uvloop
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay usable without it
         log.warning("uvloop not available; using the default event loop")
     try:
-        server = Server(opts, store, config, loader)  # opens GeoIP, compiles maps
+        # opens GeoIP, compiles maps; with workers, one process per core answers
+        server = Server(opts, store, config, loader) if workers == 1 else \
+            Supervisor(opts, store, config, loader)
     except Problems as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -339,7 +378,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 1
     try:
         asyncio.run(server.run())
-    except OSError as exc:  # a BindError names the address and what to do
+    except (OSError, TakeoverError) as exc:  # a BindError names the address and the fix
         print(f"geodns: {exc}", file=sys.stderr)
         return 1
     except ValueError as exc:  # e.g. a non-loopback control listener without a token

@@ -53,15 +53,31 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, separators=(",", ":"))
 
 
+class _Tagged(logging.Filter):
+    """Names the process in every line (``geodns[worker 2]``): workers share a journal."""
+
+    def __init__(self, tag: str) -> None:
+        super().__init__()
+        self.tag = tag
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.endswith("]"):
+            record.name = f"{record.name}[{self.tag}]"
+        return True
+
+
 def setup_logging(level: str = "info", fmt: str = "text",
-                  stream: TextIO | None = None) -> None:
-    """Configure the root logger once; ``level``/``fmt`` were validated by argparse."""
+                  stream: TextIO | None = None, process: str | None = None) -> None:
+    """Configure the root logger once; ``level``/``fmt`` were validated by argparse;
+    ``process`` tags the lines of a worker or prober process."""
     if level.lower() not in LEVELS:
         raise ValueError(f"unknown log level {level!r} (one of {', '.join(LEVELS)})")
     if fmt not in FORMATS:
         raise ValueError(f"unknown log format {fmt!r} (one of {', '.join(FORMATS)})")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    if process:
+        handler.addFilter(_Tagged(process))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

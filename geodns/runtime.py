@@ -37,6 +37,7 @@ class Runtime:
         self.config = config
         self.geo = geo
         self.health = health
+        self.inputs_key: object = None  # the input files' identity (see Server._new_runtime)
         started = time.monotonic()
         # [traffic hook] the selector reads ASN networks, latency maps and spill shares
         # the server's steering keeps (geodns/traffic/steering.py); None: from files

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
-import socket
 import sys
 import time
 from collections.abc import Mapping
@@ -29,8 +29,11 @@ from geodns.ops.metrics import Metrics
 from geodns.ops.querylog import QueryLog
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check
-from geodns.service import Service, bind_error, version
+from geodns.select.inputs import needs_asn
+from geodns.service import BindError, Service, version
 from geodns.traffic.steering import Steering
+from geodns.workers.sockets import Listener, bind, grow, takeover_path
+from geodns.workers.takeover import Successor, TakeoverPoint, running_pid
 from geodns.xfr.service import XfrService, merge_zones
 from geodns.zones.load import ZoneFileError
 from geodns.zones.loader import ZoneLoader
@@ -42,6 +45,7 @@ log = logging.getLogger("geodns")
 Endpoint = tuple[str, int]
 
 WATCH_MAX_DELAY = 10  # polls a change may keep changing before it is reloaded anyway
+DRAIN_SECONDS = 5.0  # replaced: how long open TCP connections may take to finish
 
 
 def retire_zones(zones: list[Zone]) -> None:
@@ -93,24 +97,32 @@ class ServeOptions:
     http: Endpoint | None = None  # control API / metrics listener
     http_token: str | None = None
     service: Service | None = None  # [operator hook] sd_notify, --user (geodns/service.py)
+    workers: int = 1  # DNS worker processes (1: this process answers; geodns/workers/)
+    replace: bool = False  # take the sockets of the server running on these ports
 
 
-def _socket(host: str, port: int, kind: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, kind)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    if kind == socket.SOCK_DGRAM:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:  # [operator hook] name the address and the fix (service.py)
-        sock.close()
-        raise bind_error(exc, host, port, "udp" if kind == socket.SOCK_DGRAM else "tcp") \
-            from None
-    sock.setblocking(False)
-    return sock
+def successor_args(args: list[str]) -> list[str]:
+    """Our arguments for a replacement: ``--replace`` added, ``--user`` dropped once we
+    are no longer root (the replacement starts as the user we became)."""
+    out: list[str] = []
+    skip = False
+    for arg in args:
+        if skip:
+            skip = False
+            continue
+        if os.geteuid() != 0 and arg == "--user":
+            skip = True
+            continue
+        if os.geteuid() != 0 and arg.startswith("--user="):
+            continue
+        out.append(arg)
+    return out if "--replace" in out else [*out, "--replace"]
+
+
+def _inputs_key(config: Config) -> dict[str, FileKey]:
+    """The files besides the config a runtime is compiled from (the ASN database)."""
+    path = needs_asn(config)
+    return _fingerprint([str(path)]) if path is not None else {}
 
 
 def _fingerprint(paths: list[str]) -> dict[str, FileKey]:
@@ -131,17 +143,16 @@ class Server:
         # [traffic hook] loads, spill, latency maps, answer mix, guards (issue 12)
         self.steering = Steering(self.config)
         self.runtime = Runtime.load(self.config, self.health, steering=self.steering)
-        self.monitor = HealthMonitor(self.config, on_change=self._health_changed)
+        self.runtime.inputs_key = _inputs_key(self.config)
+        self.monitor = self._health_monitor(self.config)
         self.health.snapshot = self.monitor.snapshot
         self.metrics = Metrics(version=version())
-        ql = self.config.querylog
-        self.qlog = QueryLog(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
-                             queue_size=ql.queue, metrics=self.metrics) if ql.path else None
+        self.qlog = self._query_log(QueryLog)
         # xfr hook: zone transfers.  file_store holds the zones read from files; the
         # served store adds the secondary zones (geodns.xfr.service.merge_zones).
         self.file_store = store
-        self.xfr = XfrService(self.config, self._install_secondary, self.metrics)
-        store = self.xfr.fitted_store(store, lambda s: cross_check(s, self.config))
+        self.xfr = self._xfr_service()
+        store = self._first_store(store)
         self.handler = Handler(self.make_state(store, self.runtime),
                                on_answer=self.metrics.on_answer, metrics=self.metrics,
                                qlog=self.qlog)
@@ -151,20 +162,22 @@ class Server:
         self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
         # [operator hooks] service manager / privileges, and dnstap (wraps handler.handle)
         self.service = opts.service or Service()
-        self.dnstap = Dnstap(self.config.dnstap, self.metrics, f"geodns {version()}") \
-            if self.config.dnstap.enabled else None
+        self.dnstap = self._dnstap(Dnstap)
         if self.dnstap is not None:
             self.handler.tap(self.dnstap.wrap)
         self.handler.guard = Defences.build(self.config, self.metrics)  # RRL, cookies
         self.steering.attach(self.handler, self.monitor, self.metrics,  # [traffic hook]
                              lambda: self.runtime, control=opts.http is not None)
-        self.backend = ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap,
-                                     steering=self.steering)  # [traffic hook] steering=
+        self.backend = self._make_backend()
         self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
         self.tcp.xfr = self.xfr.tcp_transfer  # xfr hook: AXFR/IXFR over TCP
         self.transports: list[asyncio.BaseTransport] = []
         self.servers: list[asyncio.AbstractServer] = []
+        self.listeners: list[Listener] = []  # every socket we listen on (kept for --replace)
+        self.successor: Successor | None = None  # --replace: the old server, told when ready
+        self.takeover: TakeoverPoint | None = None
+        self.replaced = False  # a new server took our sockets: drain, then exit
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
         self._loaded_files = self._fingerprint()  # what the watcher compares against
@@ -173,6 +186,20 @@ class Server:
     @property
     def store(self) -> ZoneStore:
         return self.handler.state.store
+
+    def _health_monitor(self, config: Config) -> HealthMonitor:
+        return HealthMonitor(config, on_change=self._health_changed)
+
+    def _make_backend(self) -> ServerBackend:
+        return ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap,
+                             steering=self.steering)  # [traffic hook] steering=
+
+    def _xfr_service(self) -> XfrService:
+        return XfrService(self.config, self._install_secondary, self.metrics)
+
+    def _first_store(self, files: ZoneStore) -> ZoneStore:
+        """The store served at start: the file zones plus the kept secondary copies."""
+        return self.xfr.fitted_store(files, lambda s: cross_check(s, self.config))
 
     def _health_changed(self, snapshot: HealthSnapshot) -> None:
         # The selector keys its decisions on the snapshot's cache token and rendered
@@ -215,26 +242,71 @@ class Server:
         return load_config(self.opts.config_path)
 
     def _new_runtime(self, config: Config) -> Runtime:
-        """Reuse the open GeoIP database unless its path or file changed."""
+        """Reuse the open GeoIP database unless its path or file changed, and the whole
+        runtime (its compiled maps) when neither the config nor a file it reads did."""
         old = self.runtime
         geo = old.geo
         if geo is not None and (geo.changed() or geo.path != config.geoip.database):
             geo = None
-        return Runtime.load(config, self.health, geo, steering=self.steering)  # [traffic hook]
+        inputs = _inputs_key(config)
+        if config == old.config and inputs == old.inputs_key and \
+                (geo is not None or not config.pools):
+            return old
+        runtime = Runtime.load(config, self.health, geo, steering=self.steering)  # [traffic]
+        runtime.inputs_key = inputs
+        return runtime
+
+    def acquire(self, copies: int) -> list[Listener]:
+        """Our listening sockets: the running server's (``--replace``) plus new ones,
+        ``copies`` per DNS endpoint, and the control API's.  BindError when another
+        geodns already serves these ports and we were not asked to replace it."""
+        endpoints = self.opts.listen
+        got: list[Listener] = []
+        if self.opts.replace:
+            self.successor = Successor(takeover_path(endpoints))
+            got = self.successor.listeners
+        elif endpoints and endpoints[0][1] != 0:
+            pid = running_pid(takeover_path(endpoints))
+            if pid is not None:
+                host, port = endpoints[0]
+                who = f"pid {pid}" if pid > 0 else "not answering"
+                raise BindError(f"geodns ({who}) already serves {host} port {port}: stop "
+                                "it first, or start with --replace to take over its ports "
+                                "without dropping a query")
+        listeners = grow([x for x in got if x.kind != "http"], endpoints, copies)
+        http = self.opts.http
+        for old in (x for x in got if x.kind == "http"):
+            if http is not None and ((old.host, old.port) == http
+                                     or (http[1] == 0 and old.host == http[0])):
+                listeners.append(old)
+                http = None
+            else:
+                old.sock.close()
+        if http is not None:
+            sock = bind(http[0], http[1], "http", reuseport=False)
+            listeners.append(Listener("http", http[0], sock.getsockname()[1], sock))
+        return listeners
 
     async def start(self) -> None:
+        """Bind (or take over) the sockets and answer on them in this process."""
+        self.listeners = self.acquire(1)
+        await self.serve_on([x for x in self.listeners if x.kind != "http"])
+
+    async def serve_on(self, listeners: list[Listener]) -> None:
         loop = asyncio.get_running_loop()
-        for host, port in self.opts.listen:
-            usock = _socket(host, port, socket.SOCK_DGRAM)
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: UDPProtocol(self.handler), sock=usock)
-            self.transports.append(transport)
-            if port == 0:  # tests ask for any port: TCP must use the same one
-                port = usock.getsockname()[1]
-            tsock = _socket(host, port, socket.SOCK_STREAM)
-            server = await loop.create_server(self.tcp.protocol, sock=tsock, backlog=1024)
-            self.servers.append(server)
+        for x in listeners:
+            if x.kind == "udp":
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: UDPProtocol(self.handler), sock=x.sock)
+                self.transports.append(transport)
+            elif x.kind == "tcp":
+                server = await loop.create_server(self.tcp.protocol, sock=x.sock, backlog=1024)
+                self.servers.append(server)
+        for host, port in sorted({(x.host, x.port) for x in listeners}):
             log.info("listening on %s port %d (udp, tcp)", host, port)
+
+    def http_socket(self) -> Listener | None:
+        return next((x for x in self.listeners if x.kind == "http"), None)
 
     async def reload(self, reason: str) -> bool:
         """Build complete new zones, config and selector and swap them in, or keep the old."""
@@ -262,22 +334,27 @@ class Server:
                 return self._reload_failed(reason, exc.problems)
             except Exception as exc:  # the last line of defence: never lose the old state
                 return self._reload_failed(reason, [f"{type(exc).__name__}: {exc}"])
-            if config.server != self.config.server:
-                log.warning("reload: [server] settings (listeners, sizes, control API) changed; "
-                            "they take effect at the next restart")
-            self.config, self.runtime = config, runtime
-            self.file_store = files
-            if self.xfr.update_config(config):  # xfr hook: secondary zones added/removed
-                store = self.xfr.fitted_store(files, lambda s: cross_check(s, config))
-            self._install(self.make_state(store, runtime))
-            self.xfr.loaded(store)
-            self.handler.guard = Defences.build(config, self.metrics, self.handler.guard)
-            self.monitor.update_config(config)
-            self.steering.update_config(config, runtime.selector)  # [traffic hook]
+            self._adopt(config, runtime, files, store)
             self.last_reload_error = []
             self.backend.on_reloaded(True, reason)  # [operator hook] logs the reload event
-            self.service.reloaded(True, f"serving {len(store.zones)} zones")
+            self.service.reloaded(True, f"serving {len(self.store.zones)} zones")
             return True
+
+    def _adopt(self, config: Config, runtime: Runtime, files: ZoneStore,
+               store: ZoneStore) -> None:
+        """Serve a checked config, its runtime and these zones from now on."""
+        if config.server != self.config.server:
+            log.warning("reload: [server] settings (listeners, sizes, control API) changed; "
+                        "they take effect at the next restart")
+        self.config, self.runtime = config, runtime
+        self.file_store = files
+        if self.xfr.update_config(config):  # xfr hook: secondary zones added/removed
+            store = self.xfr.fitted_store(files, lambda s: cross_check(s, config))
+        self._install(self.make_state(store, runtime))
+        self.xfr.loaded(store)
+        self.handler.guard = Defences.build(config, self.metrics, self.handler.guard)
+        self.monitor.update_config(config)
+        self.steering.update_config(config, runtime.selector)  # [traffic hook]
 
     def _reload_failed(self, reason: str, problems: list[str]) -> bool:
         self.last_reload_error = problems
@@ -338,6 +415,7 @@ class Server:
     async def run(self) -> None:
         await self.start()
         self.service.bound()  # [operator hook] --user: drop root now that DNS is bound
+        await self.started()
         self.xfr.loaded(self.store)  # xfr hook: journal the zones, refresh secondaries
         self.xfr.start()
         loop = asyncio.get_running_loop()
@@ -345,6 +423,8 @@ class Server:
                                 lambda: loop.create_task(self.reload("SIGHUP")))
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
+        loop.add_signal_handler(signal.SIGUSR2,
+                                lambda: loop.create_task(self.spawn_successor()))
         watcher = loop.create_task(self.watch())
         await self.monitor.start()
         await self.steering.start()  # [traffic hook] polls load feeds, watches maps
@@ -353,10 +433,11 @@ class Server:
             log.info("query log: %s (sample %s)", self.qlog.path, self.qlog.sample_rate)
         if self.dnstap is not None:  # [operator hook]
             await self.dnstap.start()
-        http = self.opts.http
+        http = self.http_socket()
         if http is not None:
-            self.control = await start_control(self.backend, http[0], http[1],
-                                               self.opts.http_token)
+            self.control = await start_control(self.backend, http.host, http.port,
+                                               self.opts.http_token, sock=http.sock)
+        await self._hand_over()
         log.info("geodns ready: %d zones", len(self.store.zones))
         self.service.ready(f"serving {len(self.store.zones)} zones")  # [operator hook]
         await self.stopping.wait()
@@ -367,18 +448,74 @@ class Server:
         await self.steering.stop()  # [traffic hook]
         if self.control is not None:
             await stop_control(self.control)
+        await self.close()
+        # after the listeners (or the workers) stopped: the last answers are logged too
         if self.qlog is not None:
             await self.qlog.stop()
         if self.dnstap is not None:  # [operator hook]
             await self.dnstap.stop()
-        await self.close()
+
+    def _query_log(self, kind: type[QueryLog]) -> QueryLog | None:
+        """The query log (a worker's ships its lines to the supervisor's)."""
+        ql = self.config.querylog
+        return kind(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
+                    queue_size=ql.queue, metrics=self.metrics) if ql.path else None
+
+    def _dnstap(self, kind: type[Dnstap]) -> Dnstap | None:
+        """dnstap output (a worker's ships its messages to the supervisor's)."""
+        if not self.config.dnstap.enabled:
+            return None
+        return kind(self.config.dnstap, self.metrics, f"geodns {version()}")
+
+    async def started(self) -> None:
+        """Sockets bound and privileges dropped (the supervisor starts workers here)."""
+
+    async def _hand_over(self) -> None:
+        """Answer ``--replace`` from now on; tell the server we replaced to go."""
+        dns = [x for x in self.listeners if x.kind != "http"]
+        if not dns:
+            return
+        first = dns[0]
+        path = takeover_path([(first.host, first.port)] if self.opts.listen[0][1] == 0
+                             else self.opts.listen)
+        self.takeover = TakeoverPoint(path, lambda: list(self.listeners), self._replaced)
+        await self.takeover.start()
+        if self.successor is not None:
+            self.successor.ready()
+            self.successor = None
+
+    async def spawn_successor(self) -> None:
+        """SIGUSR2: start a new server with our command line plus ``--replace`` (new
+        code, new config); it takes our sockets and we drain.  Under systemd the new
+        process names itself the main one (sd_notify MAINPID)."""
+        if self.takeover is None or self.replaced:
+            log.warning("SIGUSR2: no takeover socket here; not replacing this server")
+            return
+        argv = [sys.executable, "-m", "geodns", *successor_args(sys.argv[1:])]
+        log.info("SIGUSR2: starting a replacement: %s", " ".join(argv))
+        proc = await asyncio.create_subprocess_exec(*argv, stdin=asyncio.subprocess.DEVNULL)
+        code = await proc.wait()
+        if not self.replaced:
+            log.error("the replacement (pid %d) exited with %s before it served; still "
+                      "serving", proc.pid, code)
+
+    def _replaced(self) -> None:
+        log.info("a new server answers on our sockets: draining and exiting")
+        self.replaced = True
+        self.stopping.set()
 
     async def close(self) -> None:
+        if self.takeover is not None:
+            self.takeover.close()
         for t in self.transports:
             t.close()
         for s in self.servers:
             s.close()
+        if self.replaced:  # the successor reads the same sockets: finish what is open
+            await self.tcp.drain(DRAIN_SECONDS)
         self.tcp.close_all()
         for s in self.servers:
             await s.wait_closed()
+        for x in self.listeners:
+            x.sock.close()
         log.info("geodns stopped")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 
 from geodns.geo import GeoDB
 from tests.util import DATA_DIR, REPO_ROOT, ServerProcess, geodns_server
+
+# `geodns serve` defaults to one worker per CPU; servers started by tests are single
+# processes unless a test asks for workers (tests/workers/).
+os.environ.setdefault("GEODNS_WORKERS", "1")
 
 # Figures that tests report (e.g. geodns vs gdnsd scopes): printed in a section of
 # their own at the end of every run that includes those tests, pass or fail.

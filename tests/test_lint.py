@@ -20,7 +20,7 @@ def _tool(name: str) -> str:
 
 def test_ruff_clean() -> None:
     paths = ["geodns", "tests", "tools", "tools/bench", "tools/demo", "tools/microbench",
-             "tools/steeringbench", "tools/tcpabuse", "tools/amplification"]
+             "tools/steeringbench", "tools/tcpabuse", "tools/amplification", "tools/workersbench"]
     r = subprocess.run([_tool("ruff"), "check", *paths], cwd=REPO_ROOT, capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr

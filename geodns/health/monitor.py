@@ -143,6 +143,10 @@ class _Probe:
     keys: tuple[HealthKey, ...] = field(default=())
 
 
+class ProbeSkipped(Exception):
+    """Raised by a probe function that cannot probe now (not a failure of the target)."""
+
+
 class HealthMonitor:
     """Runs every configured check and publishes the resulting :class:`HealthSnapshot`.
 
@@ -283,12 +287,15 @@ class HealthMonitor:
                 result = await self._probe_once(probe.spec)
             if probe.task is not asyncio.current_task():
                 return  # retired while probing: its result is stale
-            self._record(probe, result)
+            if result is not None:
+                self._record(probe, result)
             check = probe.spec.check
             stretch = 1.0 + random.uniform(-self.jitter, self.jitter)
             next_at = max(started + check.interval * stretch, loop.time())
 
-    async def _probe_once(self, spec: ProbeSpec) -> ProbeResult:
+    async def _probe_once(self, spec: ProbeSpec) -> ProbeResult | None:
+        """The result, or None when the probe could not run at all (the prober process
+        is being restarted): no result, so the state stays what it was."""
         check = spec.check
         start = time.monotonic()
         try:
@@ -296,6 +303,8 @@ class HealthMonitor:
                 if self._probe_fn is not None:
                     return await self._probe_fn(check, spec.address)
                 return await run_check(check, spec.address, session=self._session)
+        except ProbeSkipped:
+            return None
         except TimeoutError:
             return ProbeResult(False, f"timeout after {check.timeout}s",
                                time.monotonic() - start)

@@ -33,7 +33,8 @@ from geodns.handler import Handler
 
 log = logging.getLogger("geodns.tcp")
 # xfr hook: (query, peer) -> the messages answering an AXFR/IXFR, or None for any other
-XfrFn = Callable[[bytes, str], "list[bytes] | None"]
+# query; a worker process returns a future of them (the supervisor answers transfers)
+XfrFn = Callable[[bytes, str], "list[bytes] | asyncio.Future[list[bytes]] | None"]
 LOG_EVERY: Final = 10.0  # seconds between "limit reached" lines
 READ_BUFFER: Final = 4096  # initial (and resting) read buffer per connection
 MIN_READ: Final = 512  # room offered per read at least
@@ -148,6 +149,14 @@ class TCPConnections:
         if self.open:
             self._sweeper = asyncio.get_running_loop().call_later(self.tick, self._sweep)
 
+    async def drain(self, timeout: float) -> None:
+        """Let open connections finish (each closes when idle, or at ``timeout``)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.open and loop.time() < end:
+            await asyncio.sleep(0.05)
+        self.close_all()
+
     def close_all(self) -> None:
         for conn in list(self.open):
             conn.close()
@@ -172,6 +181,8 @@ class TCPProtocol(asyncio.BufferedProtocol):
         self.useful = 0.0  # loop time of the last answered query or output progress
         self.unsent = 0  # output buffered at the last progress check
         self.paused = False  # output over the high-water mark: not answering, not reading
+        self.waiting: asyncio.Future[list[bytes]] | None = None  # a transfer elsewhere
+        self.eof = False  # the client finished sending while a transfer was on its way
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -202,6 +213,9 @@ class TCPProtocol(asyncio.BufferedProtocol):
         self.buf = bytearray()
 
     def eof_received(self) -> bool | None:
+        if self.waiting is not None:  # a transfer is on its way: send it, then close
+            self.eof = True
+            return True
         return None  # close our side once the client has finished sending
 
     def close(self) -> None:
@@ -221,7 +235,7 @@ class TCPProtocol(asyncio.BufferedProtocol):
         """Which deadline has passed, if any (called by the sweep)."""
         limits = self.shared.limits
         transport = self.transport
-        if transport is None:
+        if transport is None or self.waiting is not None:
             return None
         unsent = transport.get_write_buffer_size()
         if unsent:  # also while closing: a close waits for output that may never drain
@@ -274,7 +288,7 @@ class TCPProtocol(asyncio.BufferedProtocol):
         out: list[bytes] = []
         size = 0
         high = self.shared.limits.write_high
-        while e - s >= 2 and not self.paused:
+        while e - s >= 2 and not self.paused and self.waiting is None:
             n = (buf[s] << 8) | buf[s + 1]
             if e - s < n + 2:
                 break
@@ -282,6 +296,14 @@ class TCPProtocol(asyncio.BufferedProtocol):
             s += n + 2
             if xfr is not None:  # xfr hook: a transfer answers with many messages
                 many = xfr(msg, self.peer)
+                if isinstance(many, asyncio.Future):  # answered elsewhere: wait, in order
+                    if out:
+                        transport.write(b"".join(out))
+                        out.clear()
+                    self.waiting = many
+                    transport.pause_reading()
+                    many.add_done_callback(self._transferred)
+                    break
                 if many is not None:
                     answered = True
                     transport.write(b"".join(len(m).to_bytes(2, "big") + m for m in many))
@@ -311,6 +333,26 @@ class TCPProtocol(asyncio.BufferedProtocol):
         elif s != start or not self.msg_started:
             self.msg_started = now  # a new message began in this read
 
+    def _transferred(self, fut: asyncio.Future[list[bytes]]) -> None:
+        """A transfer answered by another process: send it, then go on reading."""
+        self.waiting = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if fut.cancelled() or fut.exception() is not None:
+            log.warning("zone transfer for %s failed: %s", self.peer,
+                        "cancelled" if fut.cancelled() else fut.exception())
+            self.drop()
+            return
+        transport.write(b"".join(len(m).to_bytes(2, "big") + m for m in fut.result()))
+        self.useful = self.loop.time() if self.loop is not None else self.useful
+        if self.eof:
+            transport.close()
+            return
+        if not self.paused:
+            transport.resume_reading()
+            self._answer()
+
     # --- back-pressure ----------------------------------------------------------------
 
     def pause_writing(self) -> None:
@@ -322,5 +364,7 @@ class TCPProtocol(asyncio.BufferedProtocol):
     def resume_writing(self) -> None:
         if self.transport is not None and self.paused and not self.transport.is_closing():
             self.paused = False
+            if self.waiting is not None:
+                return  # _transferred resumes
             self.transport.resume_reading()
             self._answer()  # frames that were waiting in the buffer

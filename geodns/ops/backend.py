@@ -129,6 +129,9 @@ class ServerBackend:
             data["overrides"] = mon.get("overrides", {}).get("rules", [])
             data["override_errors"] = mon.get("overrides", {}).get("errors", [])
             data["checks"] = mon.get("targets", {})
+        node = getattr(srv, "workers_status", None)  # geodns/workers: one line per worker
+        if node is not None:
+            data["node"] = node()
         if self.steering is not None:
             steering = self.steering.status()
             data["steering"] = steering
@@ -138,6 +141,12 @@ class ServerBackend:
                 pop["utilisation"] = figures.get("utilisation")
                 pop["load_stale"] = figures.get("stale")
         return data
+
+    async def refresh(self) -> None:
+        """Before /metrics and /status: the workers' counters as of now."""
+        refresh = getattr(self.server, "refresh_stats", None)
+        if refresh is not None:
+            await refresh()
 
     async def reload(self) -> tuple[bool, list[str]]:
         """Same reload as SIGHUP; problems are the file:line list of a failure."""

@@ -24,6 +24,7 @@ import inspect
 import ipaddress
 import json
 import logging
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Final, Protocol
@@ -237,12 +238,21 @@ def status_data(backend: ControlBackend, minutes: int = ANSWER_WINDOW_MINUTES,
     return data
 
 
+async def _fresh(backend: ControlBackend) -> None:
+    """Workers' counters as of now (a node with worker processes), before reading."""
+    refresh = getattr(backend, "refresh", None)
+    if refresh is not None:
+        await refresh()
+
+
 async def _get_status(request: web.Request) -> web.Response:
+    await _fresh(_backend(request))
     return web.json_response(status_data(_backend(request)),
                              dumps=lambda o: json.dumps(o, default=str))
 
 
 async def _get_page(request: web.Request) -> web.Response:
+    await _fresh(_backend(request))
     page = render_page(status_data(_backend(request)))
     return web.Response(text=page, content_type="text/html",
                         headers={"Cache-Control": "no-store",
@@ -253,6 +263,7 @@ async def _get_page(request: web.Request) -> web.Response:
 
 
 async def _get_metrics(request: web.Request) -> web.Response:
+    await _fresh(_backend(request))
     body = _backend(request).metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
@@ -445,7 +456,8 @@ def make_app(backend: ControlBackend, *, token: str | None = None,
 
 
 async def start_control(backend: ControlBackend, host: str, port: int,
-                        token: str | None = None) -> web.AppRunner:
+                        token: str | None = None,
+                        sock: socket.socket | None = None) -> web.AppRunner:
     """Serve the control API on ``host:port`` (port 0: any; see ``bound_port``).
 
     A non-loopback ``host`` requires ``token`` (ValueError otherwise) and then every
@@ -458,7 +470,8 @@ async def start_control(backend: ControlBackend, host: str, port: int,
     app = make_app(backend, token=token, require_token=not loopback)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, port, reuse_address=True)
+    site: web.BaseSite = web.SockSite(runner, sock) if sock is not None else \
+        web.TCPSite(runner, host, port, reuse_address=True)
     try:
         await site.start()
     except OSError as exc:

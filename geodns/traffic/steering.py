@@ -73,6 +73,7 @@ class Steering:
         self._task: asyncio.Task[None] | None = None
         self._handler: Any = None
         self._control = True
+        self.leader = True
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,8 +135,12 @@ class Steering:
         path = needs_asn(self.config)
         return {str(path)} if path is not None else set()
 
-    async def start(self) -> None:
-        await self.loads.start()
+    async def start(self, leader: bool = True) -> None:
+        """``leader``: poll the load feeds and run the spill controller here (a worker
+        process only watches its latency maps; the supervisor sends it spill shares)."""
+        self.leader = leader
+        if leader:
+            await self.loads.start()
         self._task = asyncio.get_running_loop().create_task(self._watch(),
                                                             name="geodns-steering")
 
@@ -163,7 +168,7 @@ class Steering:
         while True:
             try:
                 await self.refresh_latency()
-                if self.controller.tick():
+                if self.leader and self.controller.tick():
                     self._publish_spill()
             except asyncio.CancelledError:
                 raise

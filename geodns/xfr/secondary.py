@@ -147,6 +147,7 @@ class Secondary:
         self.keys: tsig.Keyring = {}
         self.zones: dict[dns.name.Name, ZoneState] = {}
         self.running = False
+        self.copies = True  # read the kept copies (False: a worker only checks NOTIFYs)
         self.quiet = Quiet(log)  # refusals a spoofed NOTIFY can cause
 
     # ------------------------------------------------------------------ config
@@ -173,7 +174,7 @@ class Secondary:
                     known.wake.set()  # new primaries or key: refresh now
                 continue
             st = self.zones[origin] = ZoneState(conf, self.directory)
-            if self._load_copy(st):
+            if self.copies and self._load_copy(st):
                 changed = True
             if self.running:
                 self._start(st)

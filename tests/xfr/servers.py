@@ -91,7 +91,7 @@ def process(argv: Sequence[str], port: int, ready_name: str, name: str,
 @contextlib.contextmanager
 def geodns(config: str, zones: Path | None = None, port: int | None = None,
            *, workdir: Path, ready_name: str = ".",
-           watch_interval: float = 0.2) -> Iterator[ServerProcess]:
+           watch_interval: float = 0.2, workers: int = 1) -> Iterator[ServerProcess]:
     """geodns serve with ``config`` (TOML text) written to ``workdir/geodns.toml``;
     the control API on a random loopback port (``control_port()``)."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -102,7 +102,7 @@ def geodns(config: str, zones: Path | None = None, port: int | None = None,
     port = port or free_port()
     argv = geodns_cmd("serve", "--config", str(path), "--zones", str(zones), "--listen",
                       f"{LOCALHOST}:{port}", "--http", f"{LOCALHOST}:0", "--watch-interval",
-                      str(watch_interval), "--log-level", "debug")
+                      str(watch_interval), "--log-level", "debug", "--workers", str(workers))
     with process(argv, port, ready_name, "geodns", workdir / "geodns.log") as server:
         yield server
 
