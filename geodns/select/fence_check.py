@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from geodns.select.plan import Plan
     from geodns.select.selector import Selector
 
-__all__ = ["Contradiction", "EmptyCut", "check_fences", "contradictions", "empty_cuts"]
+__all__ = ["Contradiction", "EmptyCut", "check_fences", "contradictions", "empty_cuts",
+           "fence_problems"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +210,25 @@ def check_fences(config: Config, selector: Selector) -> list[str]:
     pools = raw.get("pools") if isinstance(raw.get("pools"), dict) else {}
     out += [cut.message(locate(cut.path)) for cut in empty_cuts(selector, pools)]
     return out
+
+
+def fence_problems(config: Config) -> list[str]:
+    """``geodns check``: compile the pools against the configured GeoIP (and ASN)
+    databases and report what :func:`check_fences` finds; nothing without fences or
+    arms (no compiling then)."""
+    if not config.fences and not any(p.arms for p in config.pools.values()):
+        return []
+    from geodns.geo import GeoDB
+    from geodns.problems import Problems
+    from geodns.select.inputs import load_inputs
+    from geodns.select.selector import Selector
+
+    try:
+        inputs = load_inputs(config)
+        geo = GeoDB.open(config.geoip.database)
+    except (Problems, OSError, ValueError):
+        return []  # reported by the GeoIP, ASN and latency map checks
+    try:
+        return check_fences(config, Selector(config, geo, inputs=inputs, warn=False))
+    finally:
+        geo.close()

@@ -56,7 +56,8 @@ class Selector:
     """Chooses POPs for pools; one instance per (config, GeoIP database)."""
 
     def __init__(self, config: Config, geo: GeoDB | None,
-                 tables: GeoTables | None = None, *, inputs: Inputs | None = None) -> None:
+                 tables: GeoTables | None = None, *, inputs: Inputs | None = None,
+                 warn: bool = True) -> None:
         self.config = config
         self.geo = geo
         if tables is None and geo is not None and (config.fences or any(
@@ -79,8 +80,9 @@ class Selector:
                                else plan.fork(a.name, frozenset(a.pops)
                                               if a.pops is not None else None)
                                for a in arms])
-        for cut in empty_cuts(self):
-            log.warning("%s", cut.message(None))
+        if warn:  # (geodns check reports them with file:line instead)
+            for cut in empty_cuts(self):
+                log.warning("%s", cut.message(None))
 
     # ------------------------------------------------------------------ hot path
 
