@@ -146,7 +146,7 @@ def test_fenced_answers_on_the_wire(server: ServerProcess) -> None:
         deadline = time.monotonic() + 5
         while True:
             res = dig(port, "www.example.com", "A", f"+subnet={GB}")
-            if res.rrs() and res.rrs()[0][1] == "10" or time.monotonic() > deadline:
+            if (res.rrs() and res.rrs()[0][1] == "10") or time.monotonic() > deadline:
                 break
             time.sleep(0.05)
         assert res.rdata() == ["192.0.2.30"]
