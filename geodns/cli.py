@@ -38,6 +38,7 @@ from geodns.ops.geoip import describe_record, read_info
 from geodns.ops.simulate import EXIT_BROKEN, read_loads, scenario_snapshot
 from geodns.problems import Problems
 from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
+from geodns.select.fence_check import fence_problems
 from geodns.select.inputs import check_steering
 from geodns.server import ServeOptions, Server
 from geodns.service import Service, check_user, version
@@ -269,6 +270,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     problems += asn_database_problems(config.geoip.asn_database)  # issue 12: [geoip] asn
     map_problems, map_lines = check_steering(config, time.time())  # issue 12: latency maps
     problems += map_problems
+    if not problems:  # issue 15: fences and arms that leave clients no POP
+        problems += fence_problems(config)
     for problem in problems:
         print(problem)
     if problems:

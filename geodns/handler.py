@@ -428,7 +428,8 @@ class Handler:
              sel: tuple[str | None, Choice, int] | None, latency: float) -> None:
         qlog.log(client, ecs_addr, ecs_source, qname, qtype, rcode,
                  sel[0] if sel else None, sel[1].pops if sel else None,
-                 sel[2] if sel else None, sel[1].ttl if sel else None, latency)
+                 sel[2] if sel else None, sel[1].ttl if sel else None, latency,
+                 sel[1].arm if sel else None, sel[1].fence if sel else None)  # [fences hook]
 
     # ------------------------------------------------------------------ answers
 

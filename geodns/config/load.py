@@ -9,6 +9,7 @@ from types import MappingProxyType
 from typing import Final
 
 from geodns.config.defences import _cookies, _rrl
+from geodns.config.fences import check_arm_pools, parse_fences
 from geodns.config.loads import _load_feed
 from geodns.config.locator import TomlLocator
 from geodns.config.model import (
@@ -43,7 +44,7 @@ from geodns.config.xfr import DEFAULT_STATE_DIR, parse_secondary, parse_transfer
 
 _TOP_KEYS: Final = ("server", "geoip", "explain", "admin", "querylog", "dnstap", "loads",
                     "rrl", "cookies", "pops", "pools", "checks", "tsig", "transfer",
-                    "secondary")
+                    "secondary", "fences")
 
 
 def parse_config(text: str, path: str | Path) -> Config:
@@ -98,6 +99,10 @@ def parse_config(text: str, path: str | Path) -> Config:
         pool = _pool(v, name, raw, ctx)
         if pool is not None:
             pools[name] = pool
+    for name in check_arm_pools(v, pools, raw_pools, pops):
+        del pools[name]
+    fences = parse_fences(v, data["fences"], ctx, pools, raw_pools) if "fences" in data \
+        else {}
 
     declared = data.get("tsig", {}) if isinstance(data.get("tsig"), dict) else {}
     tsig = parse_tsig(v, data["tsig"]) if "tsig" in data else MappingProxyType({})
@@ -116,7 +121,7 @@ def parse_config(text: str, path: str | Path) -> Config:
         pools=MappingProxyType(pools), checks=MappingProxyType(checks),
         source=Path(path), querylog=querylog, dnstap=dnstap, loads=MappingProxyType(loads),
         tsig=tsig, transfer=transfer, secondary=secondary, state_dir=state_dir, rrl=rrl,
-        cookies=cookies,
+        cookies=cookies, fences=MappingProxyType(fences),
     )
 
 

@@ -22,6 +22,7 @@ STRATEGIES: Final = ("geo", "nearest", "failover", "weighted", "all", "latency")
 FALLBACK_STRATEGIES: Final = ("nearest", "geo", "weighted", "failover")  # latency's fallback
 LOAD_FEED_TYPES: Final = ("file", "http", "prometheus")
 ALL_DOWN_POLICIES: Final = ("fail_open", "nodata", "servfail")
+ON_EMPTY_POLICIES: Final = ("servfail", "nodata")  # a fence that leaves a client no POP
 CHECK_TYPES: Final = ("http", "https", "tcp", "dns", "external")
 CONTINENTS: Final = frozenset({"AF", "AN", "AS", "EU", "NA", "OC", "SA"})
 MAX_TTL: Final = 2**31 - 1
@@ -258,6 +259,24 @@ class Margin:
         return f"{self.ratio:.0%}" if self.ratio else f"{self.ms:g}ms"
 
 
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One arm of a pool's experiment (``pools.NAME.arms``): a share of client blocks,
+    answered by the pool's own choice, restricted to ``pops``, or by another ``pool``."""
+
+    name: str
+    weight: float
+    pops: tuple[str, ...] | None = None  # candidates restricted to these (pool order kept)
+    pool: str | None = None  # answered by this pool instead
+
+    def describe(self) -> str:
+        if self.pops is not None:
+            return f"POPs {', '.join(self.pops)}"
+        if self.pool is not None:
+            return f"pool {self.pool}"
+        return "the pool's own choice"
+
+
 DEFAULT_MARGIN: Final = Margin(ratio=0.1)
 DEFAULT_MAP_MAX_AGE: Final = 7 * 86400.0
 
@@ -294,6 +313,9 @@ class Pool:
     # guards checked before an override (drain, force down) is accepted
     min_up: int | None = None
     max_share: float | None = None
+    # labelled experiment: client /24s (/56s) split into arms by a salted hash
+    arms: tuple[Arm, ...] = ()
+    salt: str | None = None  # None: the pool's name
 
     def fallback_pool(self) -> Pool:
         """A latency pool as its fallback strategy (same name, POPs and rules); else self."""
@@ -319,6 +341,42 @@ class Pool:
             for p in lst:
                 seen.setdefault(p)
         return tuple(seen)
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """``[fences.NAME]``: clients (by place, network or AS) that may only ever be
+    answered with ``pops``, whatever strategy, health, overrides or spillover say."""
+
+    name: str
+    pops: tuple[str, ...]
+    countries: frozenset[str] = frozenset()
+    continents: frozenset[str] = frozenset()
+    subdivisions: frozenset[str] = frozenset()
+    nets: tuple[IPNetwork, ...] = ()
+    asn: frozenset[int] = frozenset()
+    on_empty: Literal["servfail", "nodata"] = "servfail"
+    pools: tuple[str, ...] | None = None  # None: every pool
+
+    def applies_to(self, pool: str) -> bool:
+        return self.pools is None or pool in self.pools
+
+    @property
+    def by_place(self) -> bool:
+        """Selects clients by GeoIP place (needs the City database's networks)."""
+        return bool(self.countries or self.continents or self.subdivisions)
+
+    def describe(self) -> str:
+        """``countries US, CA; nets 10.0.0.0/8``: who is inside, for explain and check."""
+        parts = []
+        for what, items in (("continents", sorted(self.continents)),
+                            ("countries", sorted(self.countries)),
+                            ("subdivisions", sorted(self.subdivisions)),
+                            ("nets", [str(n) for n in self.nets]),
+                            ("asn", [str(a) for a in sorted(self.asn)])):
+            if items:
+                parts.append(f"{what} {', '.join(items)}")
+        return "; ".join(parts)
 
 
 TSIG_ALGORITHMS: Final = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224")
@@ -379,6 +437,7 @@ class Config:
     loads: Mapping[str, LoadFeed] = field(default_factory=lambda: MappingProxyType({}))
     rrl: RRLConfig = field(default_factory=RRLConfig)
     cookies: CookiesConfig = field(default_factory=CookiesConfig)
+    fences: Mapping[str, Fence] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def default(cls) -> Config:

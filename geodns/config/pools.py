@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
+from geodns.config.fences import ARM_KEYS, parse_arms
 from geodns.config.model import (
     ALL_DOWN_POLICIES,
     CONTINENTS,
@@ -45,7 +46,7 @@ _SUBDIVISION_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 _POP_KEYS: Final = ("lat", "lon", "ipv4", "ipv6", "cname", "weight", "health", "capacity",
                      "load", "load_key")
 _POOL_COMMON: Final = ("strategy", "ttl", "ttl_on_failure", "answers", "all_down", "pops",
-                       *SPILL_KEYS, *GUARD_KEYS)
+                       *SPILL_KEYS, *GUARD_KEYS, *ARM_KEYS)
 _POOL_EXTRA: Final[dict[str, tuple[str, ...]]] = {
     "geo": ("continent", "country", "subdivision", "nets", "asn", "default"),
     "nearest": ("default",),
@@ -300,6 +301,13 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
     if steering is None or asn is None:
         ok = False
         steering, asn = {}, {}
+    probe = Pool(name=name, strategy=strategy, pops=pops, default=default,
+                 continent=continent, country=country, subdivision=subdivision, nets=nets,
+                 asn=asn)
+    arms = parse_arms(v, ctx, tbl, path, probe.referenced_pops())
+    if arms is None:
+        ok = False
+        arms = ((), None)
 
     pool = Pool(
         name=name, strategy=strategy, ttl=ttl or 0, ttl_on_failure=ttl_fail or 0,
@@ -307,6 +315,7 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
         continent=MappingProxyType(continent), country=MappingProxyType(country),
         subdivision=MappingProxyType(subdivision), nets=nets,
         weights=MappingProxyType(weights), asn=MappingProxyType(asn), **steering,
+        arms=arms[0], salt=arms[1],
     )
     refs = [ctx.pops[p] for p in pool.referenced_pops() if ctx.pops.get(p) is not None]
     with_cname = [p.name for p in refs if p is not None and p.cname is not None]

@@ -36,6 +36,7 @@ __all__ = [
     "CONTENT_TYPE",
     "LATENCY_BUCKETS",
     "LATENCY_EVERY",
+    "NO_ARM",
     "NO_POP",
     "AnswerHistory",
     "Metrics",
@@ -47,6 +48,7 @@ __all__ = [
 # What generate_latest() emits (text format 0.0.4), whatever the library's "latest" is.
 CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 NO_POP: Final = "none"  # answers label for NODATA/SERVFAIL selections (no POP chosen)
+NO_ARM: Final = ""  # answers' arm label in pools without experiment arms (same as absent)
 HEALTH_STATES: Final = ("up", "drain", "down")
 # Query latency: the handler times 1 in LATENCY_EVERY queries that miss the packet cache
 # (a hit is a dictionary lookup and a copy: timing it would cost more than it measures).
@@ -68,6 +70,12 @@ _QTYPES: Final = frozenset({
 class _SelectionLike(Protocol):
     @property
     def pops(self) -> tuple[str, ...]: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def arm(self) -> str | None: ...
+    @property
+    def fence(self) -> str | None: ...
 
 
 def qtype_label(qtype: int | str) -> str:
@@ -158,7 +166,10 @@ class Metrics:
                  clock: Callable[[], float] = time.time, version: str = "unknown",
                  process: bool = True) -> None:
         self.queries: defaultdict[tuple[str, int | str, int | str], int] = defaultdict(int)
-        self.answers: defaultdict[tuple[str, str], int] = defaultdict(int)
+        # (pool, POP, experiment arm or NO_ARM) -> steered answers
+        self.answers: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        # (fence label, pool, FENCE_RESULTS entry) -> answers to clients inside fences
+        self.fenced: defaultdict[tuple[str, str, str], int] = defaultdict(int)
         self.health_states: dict[str, str] = {}  # target ("fra", "fra/192.0.2.20") -> state
         self.check_latency: dict[str, float] = {}  # target -> seconds of the last probe
         self.health_changes: defaultdict[tuple[str, str], int] = defaultdict(int)
@@ -207,20 +218,27 @@ class Metrics:
         """One response sent (``transport`` "udp"/"tcp"; qtype/rcode as numbers is cheapest)."""
         self.queries[(transport, qtype, rcode)] += 1
 
-    def answer(self, pool: str, pop: str) -> None:
+    def answer(self, pool: str, pop: str, arm: str = NO_ARM) -> None:
         """One steered answer from ``pool`` that chose ``pop``."""
-        self.answers[(pool, pop)] += 1
+        self.answers[(pool, pop, arm)] += 1
 
     def on_answer(self, pool: str, selection: _SelectionLike) -> None:
-        """``Handler(on_answer=...)`` hook: count each chosen POP once (NO_POP if none)."""
+        """``Handler(on_answer=...)`` hook: count each chosen POP once (NO_POP if none),
+        under the answer's experiment arm; answers inside a fence once more per fence."""
         pops = selection.pops
+        arm = selection.arm or NO_ARM
         if len(pops) == 1:
-            self.answers[(pool, pops[0])] += 1
+            self.answers[(pool, pops[0], arm)] += 1
         elif not pops:
-            self.answers[(pool, NO_POP)] += 1
+            self.answers[(pool, NO_POP, arm)] += 1
         else:
             for pop in pops:
-                self.answers[(pool, pop)] += 1
+                self.answers[(pool, pop, arm)] += 1
+        fence = selection.fence
+        if fence is not None:
+            kind = selection.kind
+            self.fenced[(fence, pool, kind if kind == "servfail" or kind == "nodata"
+                         else "answered")] += 1
 
     def latency(self, seconds: float) -> None:
         """One timed query (sampled by the handler, 1 in LATENCY_EVERY uncached)."""
@@ -271,7 +289,7 @@ class Metrics:
     def answers_by_pop(self) -> dict[str, int]:
         """Cumulative answers per POP, summed over pools (NO_POP excluded)."""
         out: dict[str, int] = defaultdict(int)
-        for (_, pop), n in list(self.answers.items()):
+        for (_, pop, _), n in list(self.answers.items()):
             if pop != NO_POP:
                 out[pop] += n
         return dict(out)
@@ -310,12 +328,21 @@ class _GeodnsCollector(Collector):
             q.add_metric(labels, n)
         yield q
 
-        a = CounterMetricFamily("geodns_answers", "Steered (DYNA) answers by pool and chosen "
-                                f"POP ({NO_POP!r}: NODATA/SERVFAIL, no POP).",
-                                labels=("pool", "pop"))
-        for (pool, pop), n in sorted(m.answers.items()):
-            a.add_metric((pool, pop), n)
+        a = CounterMetricFamily("geodns_answers", "Steered (DYNA) answers by pool, chosen "
+                                f"POP ({NO_POP!r}: NODATA/SERVFAIL, no POP) and experiment "
+                                "arm (empty: the pool has no arms).",
+                                labels=("pool", "pop", "arm"))
+        for (pool, pop, arm), n in sorted(m.answers.items()):
+            a.add_metric((pool, pop, arm), n)
         yield a
+
+        fa = CounterMetricFamily("geodns_fenced_answers", "Steered answers to clients inside "
+                                 "fences, by fence (\"a+b\": inside both), pool and result "
+                                 "(answered; servfail or nodata: no allowed POP could answer, "
+                                 "on_empty or all_down).", labels=("fence", "pool", "result"))
+        for (fence, pool, result), n in sorted(m.fenced.items()):
+            fa.add_metric((fence, pool, result), n)
+        yield fa
 
         up = GaugeMetricFamily("geodns_health_up", "Effective health per target (POP or "
                                "POP/address): 1 up, 0 down or drained.", labels=("target",))

@@ -18,7 +18,9 @@ One line per logged query::
      "pop": "fra", "scope": 24, "ttl": 60, "latency_ms": 0.084}
 
 ``ecs``, ``pool``, ``pop``, ``scope``, ``ttl`` are null when not applicable; ``pop``
-holds several POPs comma-separated when one answer spans POPs.
+holds several POPs comma-separated when one answer spans POPs.  Answers of a pool with
+experiment arms add ``"arm": "control"``; answers to clients inside fences add
+``"fence": "us-only"`` (``"a+b"`` inside both).
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ _CACHE: Final = 4096  # formatted names and ECS subnets kept by the writer
 
 # A queued query: the raw values handed over by the query path (formatted by the writer).
 _Raw = tuple[float, str, Any, int | None, Any, Any, Any, str | None, Any, int | None,
-             int | None, float | None]
+             int | None, float | None] | tuple[float, str, Any, int | None, Any, Any, Any,
+                                                str | None, Any, int | None, int | None,
+                                                float | None, str | None, str | None]
 
 
 def format_time(ts: float) -> str:
@@ -108,10 +112,10 @@ def _ecs_cached(addr: Any, prefix: int | None) -> str:
 
 def _format(raw: _Raw) -> dict[str, Any]:
     (ts, client, ecs_addr, ecs_source, qname, qtype, rcode, pool, pops, scope, ttl,
-     latency) = raw
+     latency) = raw[:12]
     if isinstance(pops, tuple | list):
         pops = ",".join(pops) if pops else None
-    return {
+    out = {
         "time": format_time(ts),
         "client": client,
         "ecs": _ecs_text(ecs_addr, ecs_source),
@@ -125,6 +129,13 @@ def _format(raw: _Raw) -> dict[str, Any]:
         "ttl": ttl,
         "latency_ms": round(latency * 1000, 3) if latency is not None else None,
     }
+    if len(raw) > 12:  # (an experiment arm, fences)
+        arm, fence = raw[12:14]  # type: ignore[misc]
+        if arm is not None:
+            out["arm"] = arm
+        if fence is not None:
+            out["fence"] = fence
+    return out
 
 
 def qtype_label_full(qtype: int | str) -> str:
@@ -303,10 +314,13 @@ class QueryLog:
     def log(self, client: str, ecs_addr: str | bytes | None, ecs_source: int | None,
             qname: str | bytes, qtype: int | str, rcode: int | str, pool: str | None,
             pops: tuple[str, ...] | str | None, scope: int | None, ttl: int | None,
-            latency: float | None) -> bool:
+            latency: float | None, arm: str | None = None, fence: str | None = None) -> bool:
         """Log one query the caller has already sampled (:meth:`sampled`)."""
+        if arm is None and fence is None:
+            return self._put((self.clock(), client, ecs_addr, ecs_source, qname, qtype,
+                              rcode, pool, pops, scope, ttl, latency))
         return self._put((self.clock(), client, ecs_addr, ecs_source, qname, qtype, rcode,
-                          pool, pops, scope, ttl, latency))
+                          pool, pops, scope, ttl, latency, arm, fence))
 
     def submit(self, record: Mapping[str, Any]) -> bool:
         """Log a ready-made record (sampled); ``time`` is added when missing."""

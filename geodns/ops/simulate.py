@@ -273,6 +273,10 @@ class SimResult:
     loads: dict[str, float] = field(default_factory=dict)
     flows: dict[tuple[str, str], float] = field(default_factory=dict)  # (now, then) -> qps
     verdict: GuardVerdict | None = None
+    # issue 15: fence label -> POP (NO_ANSWER: on_empty/all_down) -> qps, now and then
+    fence_now: dict[str, dict[str, float]] = field(default_factory=dict)
+    fence_scenario: dict[str, dict[str, float]] = field(default_factory=dict)
+    arms: dict[str, dict[str, float]] = field(default_factory=dict)  # pool -> arm -> qps
 
     def pops(self) -> list[str]:
         """POPs in config order, then anything else that got traffic (NO_ANSWER last)."""
@@ -343,6 +347,13 @@ class SimResult:
                                for p in sorted(set(self.pool_now.get(pool, {}))
                                                | set(self.pool_scenario.get(pool, {})))}
                         for pool in self.pools},
+            "fences": {f: {"now": dict(self.fence_now.get(f, {})),
+                           "scenario": dict(self.fence_scenario.get(f, {}))}
+                       for f in sorted(set(self.fence_now) | set(self.fence_scenario))},
+            "arms": {pool: {arm: {"qps": qps, "share": qps / sum(arms.values())
+                                  if sum(arms.values()) else 0.0}
+                            for arm, qps in arms.items()}
+                     for pool, arms in self.arms.items()},
             "skipped": self.skipped,
             "allowed": verdict.allowed if verdict is not None else True,
             "broken": [v.message for v in verdict.violations] if verdict is not None else [],
@@ -384,6 +395,9 @@ def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
     by_pool_then: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     skipped: dict[str, int] = defaultdict(int)
     flows: dict[tuple[str, str], float] = defaultdict(float)
+    fence_now: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    fence_then: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    arms: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     pools: dict[str, None] = {}
     qtypes: dict[str, None] = {}
     total = 0.0
@@ -397,10 +411,18 @@ def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
             continue
         qt = qtype if qtype is not None else (c.qtype if c.qtype is not None else 1)
         weight = c.weight * scale
-        before = _attribute(selector.select(p, qt, c.address, c.prefix, now_health), weight,
-                            owner, by_pool_now[p])
-        after = _attribute(selector.select(p, qt, c.address, c.prefix, scenario), weight,
-                           owner, by_pool_then[p])
+        sel_now = selector.select(p, qt, c.address, c.prefix, now_health)
+        sel_then = selector.select(p, qt, c.address, c.prefix, scenario)
+        before = _attribute(sel_now, weight, owner, by_pool_now[p])
+        after = _attribute(sel_then, weight, owner, by_pool_then[p])
+        if sel_now.fence is not None:  # issue 15: traffic inside each fence
+            for where, qps in before.items():
+                fence_now[sel_now.fence][where] += qps
+        if sel_then.fence is not None:
+            for where, qps in after.items():
+                fence_then[sel_then.fence][where] += qps
+        if sel_now.arm is not None:  # issue 15: experiment arms
+            arms[p][sel_now.arm] += weight
         if weight > 0:
             for src, a in before.items():
                 for dst, b in after.items():
@@ -419,7 +441,10 @@ def simulate(config: Config, selector: Selector, clients: Iterable[Client], *,
         pool_scenario={k: dict(v) for k, v in by_pool_then.items()},
         states_now={p: serving_state(config, now_health, p) for p in config.pops},
         states_scenario={p: serving_state(config, scenario, p) for p in config.pops},
-        loads=dict(loads or {}), flows=dict(flows))
+        loads=dict(loads or {}), flows=dict(flows),
+        fence_now={k: dict(v) for k, v in fence_now.items()},
+        fence_scenario={k: dict(v) for k, v in fence_then.items()},
+        arms={k: dict(v) for k, v in arms.items()})
 
 
 def _sum(per_pool: Mapping[str, Mapping[str, float]]) -> dict[str, float]:
@@ -552,6 +577,7 @@ def render_table(r: SimResult) -> str:
         cells = [row[0].ljust(widths[0])] + [row[i].rjust(widths[i])
                                              for i in range(1, len(head) - 1)]
         lines.append("  ".join(cells) + ("  " + row[-1] if row[-1] else ""))
+    lines += _fence_lines(r) + _arm_lines(r)
     if r.skipped:
         lines.append("")
         lines += [f"skipped {n} client(s): {why}" for why, n in sorted(r.skipped.items())]
@@ -571,6 +597,36 @@ def render_table(r: SimResult) -> str:
         if not broken:
             lines.append("no guard (min_up, max_share) is broken by the scenario")
     return "\n".join(lines)
+
+
+def _split_text(figures: Mapping[str, float]) -> str:
+    total = sum(figures.values())
+    if not total:
+        return "nothing"
+    return ", ".join(f"{pop} {qps / total:.1%}" for pop, qps in
+                     sorted(figures.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _fence_lines(r: SimResult) -> list[str]:
+    """Traffic of clients inside each fence: where it goes now and under the scenario
+    (``none``: answered SERVFAIL/NODATA, no allowed POP)."""
+    out = []
+    for f in sorted(set(r.fence_now) | set(r.fence_scenario)):
+        now, then = r.fence_now.get(f, {}), r.fence_scenario.get(f, {})
+        out.append(f"fence {f}: {_fmt_qps(sum(now.values()))} qps; now {_split_text(now)}; "
+                   f"scenario {_split_text(then)}")
+    return ["", *out] if out else []
+
+
+def _arm_lines(r: SimResult) -> list[str]:
+    """Each experiment's arms: their share of the pool's traffic."""
+    out = []
+    for pool, arms in sorted(r.arms.items()):
+        total = sum(arms.values())
+        split = ", ".join(f"{arm} {qps / total:.1%} ({_fmt_qps(qps)} qps)"
+                          for arm, qps in arms.items()) if total else "nothing"
+        out.append(f"pool {pool} arms: {split}")
+    return ["", *out] if out else []
 
 
 PLOT_DPI: Final = 200  # sharp on slides and high-density screens

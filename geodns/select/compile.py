@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from geodns.config import Config, Pool
 from geodns.geoip.asn_tables import AsnTables
 from geodns.geoip.tables import ALIAS_ROW, EMPTY_ROW, FamilyTable, GeoTables
-from geodns.select.maps import Alias, Entry, Ranking, RankingMap, flatten_nets
+from geodns.select.maps import Alias, Ranking, RankingMap, flatten_nets
 
 __all__ = ["NEAREST_RULE", "NO_LOCATION_RULE", "compile_geo", "compile_nearest",
            "geo_rule", "nearest_order"]
@@ -58,18 +59,19 @@ def nearest_order(lat: np.ndarray, lon: np.ndarray, coords: Sequence[tuple[float
 
 
 class _Entries:
-    """Interned rankings of one pool family (equal rankings share one id)."""
+    """Interned rankings of one pool family (equal rankings share one id; fence maps
+    intern sets of fence names the same way)."""
 
     def __init__(self) -> None:
-        self.ids: dict[Entry, int] = {}
+        self.ids: dict[Any, int] = {}
 
-    def id(self, entry: Entry) -> int:
+    def id(self, entry: Any) -> int:
         found = self.ids.get(entry)
         if found is None:
             found = self.ids[entry] = len(self.ids)
         return found
 
-    def list(self) -> list[Entry]:
+    def list(self) -> list[Any]:
         return list(self.ids)
 
 

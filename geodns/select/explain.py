@@ -113,8 +113,10 @@ class Explanation:
         else:
             what = sel.kind.upper()
         pops = ",".join(sel.pops) or "-"
+        labels = (f" arm={sel.arm}" if sel.arm is not None else "") + (
+            f" fence={sel.fence}" if sel.fence is not None else "")
         out.append(f"answer {what} ttl={sel.ttl} scope=/{sel.scope} ({self.scope_network}) "
-                   f"pops={pops}")
+                   f"pops={pops}{labels}")
         out.extend(_wrap("   ", sel.addresses))
         out.extend(f"note: {n}" for n in self.notes)
         return [_fit(line) for line in out]

@@ -36,8 +36,9 @@ class Inputs:
 
 
 def needs_asn(config: Config) -> Path | None:
-    """The ASN database when some pool has ``asn.NNNN`` rules."""
-    if any(pool.asn for pool in config.pools.values()):
+    """The ASN database when some pool has ``asn.NNNN`` rules or some fence ``asn``."""
+    if any(pool.asn for pool in config.pools.values()) or any(
+            fence.asn for fence in config.fences.values()):
         return config.geoip.asn_database
     return None
 

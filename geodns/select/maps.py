@@ -15,39 +15,74 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from dataclasses import dataclass, replace
+from typing import Any, Final, Generic, TypeVar
 
 import numpy as np
 
-__all__ = ["Alias", "AnswerMap", "Hashed", "Ranking", "RankingMap", "flatten_nets",
-           "widest_block"]
+__all__ = ["Alias", "AnswerMap", "FenceTag", "Hashed", "Ranking", "RankingMap",
+           "flatten_nets", "product", "widest_block"]
 
 T = TypeVar("T", bound=Hashable)
 
 
 @dataclass(frozen=True, slots=True)
+class FenceTag:
+    """The fences that cover some clients of a pool, as the entries of its maps carry
+    them: a fenced region never merges with an unfenced one, nor with another fence's.
+
+    ``emptied``: the fences left these clients' ranking no POP at all (they get
+    ``on_empty``)."""
+
+    label: str  # "us-only", or "de-only+eu" for clients inside both
+    names: tuple[str, ...]
+    pops: frozenset[str]  # the POPs every one of the fences allows
+    on_empty: str  # "servfail" or "nodata" (servfail when any of them says so)
+    emptied: bool = False
+
+    def cut(self, pops: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(p for p in pops if p in self.pops)
+
+    def after(self, cut: tuple[str, ...]) -> FenceTag:
+        """This tag for a cut ranking: marked emptied when the cut left nothing."""
+        return self if cut or self.emptied else replace(self, emptied=True)
+
+
+@dataclass(frozen=True, slots=True)
 class Ranking:
-    """POPs in the order a strategy prefers them for some clients, and why."""
+    """POPs in the order a strategy prefers them for some clients, and why (and the
+    fences that cut them, if any)."""
 
     rule: str  # e.g. "country.GB", 'nets."10.0.0.0/8"', "nearest by great-circle distance"
     pops: tuple[str, ...]
+    fence: FenceTag | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Alias:
     """An IPv6 interval that is the IPv4 space (::ffff:0:0/96, 6to4...): its IPv4
-    address starts at bit ``depth`` and is answered by the pool's IPv4 map."""
+    address starts at bit ``depth`` and is answered by the pool's IPv4 map.
+
+    In fenced pools ``via`` may name another IPv4 map to answer from (the fences of
+    IPv6 networks covering this interval on top of the IPv4 address's, or a ranking
+    that does not depend on the IPv4 address), and ``hash6`` says that hashes (weighted,
+    spill) take the client's IPv6 /56, as they would without the fence."""
 
     depth: int
+    via: int | None = None
+    hash6: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Hashed:
     """An interval whose clients are ranked by the weighted hash of their /24 (/56):
-    a ``latency`` pool's ``weighted`` fallback outside the latency map."""
+    ``weighted`` pools with fences, a ``latency`` pool's ``weighted`` fallback outside
+    the latency map.  ``weighted``: the (POP, weight, seed) candidates when a fence or
+    an arm cut them (None: the pool's)."""
 
     rule: str = "weighted hash of the client's /24 (/56)"
+    fence: FenceTag | None = None
+    weighted: tuple[tuple[str, float, int], ...] | None = None
 
 
 Entry = Ranking | Alias | Hashed
@@ -83,13 +118,14 @@ def _split(family: int, starts: Sequence[int]) -> tuple[np.ndarray, np.ndarray |
 class RankingMap:
     """Intervals of one family: interval ``i`` starts at ``starts()[i]`` (sorted, the
     first is 0) and is ranked by ``entries[rids[i]]``.  Starts are kept as numpy
-    arrays (IPv6: two 64-bit halves): a map can hold millions of intervals."""
+    arrays (IPv6: two 64-bit halves): a map can hold millions of intervals.  (Fence
+    maps use the same shape with sets of fence names as entries.)"""
 
     family: int
     hi: np.ndarray  # uint64
     lo: np.ndarray | None  # uint64 (IPv6)
     rids: np.ndarray  # int32, parallel to hi
-    entries: list[Entry]
+    entries: list[Any]  # Entry in steering maps
 
     @property
     def bits(self) -> int:
@@ -105,8 +141,24 @@ class RankingMap:
         return cls(family, hi, lo, np.asarray(rids, dtype=np.int32), entries)
 
     @classmethod
-    def single(cls, family: int, entry: Entry) -> RankingMap:
+    def single(cls, family: int, entry: Any) -> RankingMap:
         return cls.from_starts(family, [0], [0], [entry])
+
+    def relabel(self, fn: Callable[[Any], Any]) -> RankingMap:
+        """The same intervals with every entry mapped by ``fn`` (neighbours that become
+        equal stay apart: only lookups read them, and they see the same entry)."""
+        return RankingMap(self.family, self.hi, self.lo, self.rids,
+                          [fn(e) for e in self.entries])
+
+    def keys(self) -> np.ndarray:
+        """Starts as one sortable array: uint64 (IPv4) or 16-byte big-endian strings
+        (IPv6), which numpy sorts and searches in address order."""
+        if self.lo is None:
+            return self.hi
+        both = np.empty((len(self.hi), 2), dtype=">u8")
+        both[:, 0] = self.hi
+        both[:, 1] = self.lo
+        return both.view("S16").reshape(-1)
 
     def starts(self, index: np.ndarray | None = None) -> list[int]:
         """Start addresses as Python ints (all, or those at ``index``)."""
@@ -179,6 +231,40 @@ class RankingMap:
             ms.append(s)
             mr.append(r)
         return RankingMap.from_starts(self.family, ms, mr, self.entries)
+
+
+def product(a: RankingMap, b: RankingMap, combine: Callable[[Any, Any], Any]) -> RankingMap:
+    """Both maps' intervals cut at every start of either; each piece gets
+    ``combine(a's entry, b's entry)`` (called once per distinct pair, results interned:
+    entries must be hashable), and neighbours with equal entries merge."""
+    ka, kb = a.keys(), b.keys()
+    keys = ka if len(kb) == 1 else np.union1d(ka, kb)
+    ra = a.rids if keys is ka else a.rids[np.searchsorted(ka, keys, side="right") - 1]
+    rb = b.rids[np.searchsorted(kb, keys, side="right") - 1]
+    nb = len(b.entries)
+    pair = ra.astype(np.int64) * nb + rb.astype(np.int64)
+    uniq, inverse = np.unique(pair, return_inverse=True)
+    interned: dict[Any, int] = {}
+    entries: list[Any] = []
+    rid_of = np.empty(len(uniq), dtype=np.int32)
+    for i, p in enumerate(uniq.tolist()):
+        e = combine(a.entries[p // nb], b.entries[p % nb])
+        rid = interned.get(e)
+        if rid is None:
+            rid = interned[e] = len(entries)
+            entries.append(e)
+        rid_of[i] = rid
+    rids = rid_of[np.asarray(inverse).reshape(-1)]
+    keep = np.ones(len(rids), dtype=bool)
+    keep[1:] = rids[1:] != rids[:-1]
+    idx = np.flatnonzero(keep)
+    kept = keys[idx]
+    if a.lo is None:
+        return RankingMap(a.family, np.asarray(kept, dtype=np.uint64), None, rids[idx],
+                          entries)
+    halves = np.ascontiguousarray(kept).view(">u8").reshape(-1, 2)
+    return RankingMap(a.family, halves[:, 0].astype(np.uint64),
+                      halves[:, 1].astype(np.uint64), rids[idx], entries)
 
 
 def flatten_nets(nets: Sequence[tuple[int, int, int]], bits: int) -> list[tuple[int, int, int]]:

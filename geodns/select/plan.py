@@ -10,13 +10,20 @@ A ``latency`` pool compiles its fallback strategy (geo or nearest maps, or one
 interval for failover and weighted) and paints the latency map over it
 (:mod:`geodns.select.latency`); when the map is missing or older than ``max_age`` the
 fallback's maps answer alone.
+
+Fences (:mod:`geodns.select.fences`) are multiplied into the maps a plan serves: the
+``open`` maps rank as the strategy does, the served ones carry each fenced region's
+cut ranking and fence tag.  A pool with experiment arms answers through one *view*
+per arm (:meth:`Plan.fork`): the same compiled maps, cut to the arm's POPs (or another
+pool's plan), with answers labelled by the arm; the client's block picks the arm
+(:mod:`geodns.select.arms`).
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Final, cast
 
@@ -24,7 +31,9 @@ from geodns.config import Config, Pool, Pop
 from geodns.geoip.asn_tables import AsnTables
 from geodns.geoip.tables import GeoTables
 from geodns.health.snapshot import HealthSnapshot
+from geodns.select.arms import ARM_UNIT, arm_cuts, arm_index, arm_point, arm_seed
 from geodns.select.compile import NO_LOCATION_RULE, compile_geo, compile_nearest
+from geodns.select.fences import PoolFences, cut_entry, fence_maps
 from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.latency import (
     IPNetwork,
@@ -37,6 +46,7 @@ from geodns.select.maps import (
     Alias,
     AnswerMap,
     Entry,
+    FenceTag,
     Hashed,
     Ranking,
     RankingMap,
@@ -45,7 +55,7 @@ from geodns.select.maps import (
 from geodns.select.spill import SPILL_UNIT, SpillAnswer, SpillHolder, SpillState
 from geodns.select.types import Kind, Selection
 
-__all__ = ["FAM_CNAME", "WEIGHTED_PREFIX", "Answer", "Plan", "kind_of"]
+__all__ = ["FAM_CNAME", "WEIGHTED_PREFIX", "Answer", "Maps", "Plan", "kind_of"]
 
 QTYPE_A: Final = 1
 QTYPE_AAAA: Final = 28
@@ -71,6 +81,8 @@ class Answer:
     pops: tuple[str, ...]
     skipped: tuple[str, ...]  # POPs ("pop") or addresses ("pop/addr") passed over
     all_down: bool  # the all_down policy decided
+    arm: str | None = None  # the experiment arm that answered (query log, metrics, dnstap)
+    fence: str | None = None  # the fences that cut the candidates ("us-only", "a+b")
 
     @property
     def key(self) -> Hashable:
@@ -79,7 +91,17 @@ class Answer:
 
     def selection(self, scope: int) -> Selection:
         return Selection(self.kind, self.addresses, self.cname, self.ttl, scope, self.pops,
-                         self.key)
+                         self.key, self.arm, self.fence)
+
+
+class Maps(dict[int, RankingMap]):
+    """Maps a plan serves (fences multiplied in), with the ``open`` ones they come
+    from (as the strategy ranks; explain shows what a fence cut)."""
+
+    def __init__(self, served: Mapping[int, RankingMap],
+                 open_maps: Mapping[int, RankingMap]) -> None:
+        super().__init__(served)
+        self.open = dict(open_maps)
 
 
 def kind_of(pool: Pool) -> str:
@@ -94,7 +116,7 @@ class Plan:
 
     def __init__(self, pool: Pool, config: Config, tables: GeoTables | None, *,
                  asn: AsnTables | None = None, latency: LatencyBook | None = None,
-                 spill: SpillHolder | None = None,
+                 spill: SpillHolder | None = None, fences: PoolFences | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.pool = pool
         self.name = pool.name
@@ -111,8 +133,12 @@ class Plan:
             p: {4: pop.ipv4, 6: pop.ipv6} for p, pop in self.pops.items()}
         self.order = Ranking("fixed order" if self.kind != "all" else "all POPs", pool.pops)
         self.default = Ranking("default", pool.default or pool.pops)
-        self.weighted = [(p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops]
+        self.weighted = tuple((p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops)
         self.spill = spill if pool.spill else None
+        self.fences = fences
+        self.label: str | None = None  # the arm this plan answers as (views of arm pools)
+        self.allowed: frozenset[str] | None = None  # an arm's POPs (views)
+        self.views: list[Plan] = []  # arm views that share these maps
         self.base_maps: dict[int, RankingMap] = {}
         if self.kind == "geo":
             self.base_maps[4], base4 = compile_geo(pool, tables, 4, asn)
@@ -121,31 +147,44 @@ class Plan:
                 self.base_maps[V4_IN_V6] = base4  # IPv4 inside IPv6: no IPv4 nets rules
         elif self.kind == "nearest":
             self.base_maps = {f: compile_nearest(pool, config, tables, f) for f in (4, 6)}
-        elif self.strategy == "latency":  # failover or weighted outside the map
+        elif self.strategy == "latency" or fences is not None:
+            # failover or weighted outside a latency map, or a fenced pool that would
+            # answer everyone alike but for its fences
             entry: Entry = Hashed() if self.kind == "weighted" else self.order
             self.base_maps = {f: RankingMap.single(f, entry) for f in (4, 6)}
-        self.maps = self.base_maps
+        self.base_served = self._fenced(self.base_maps)
+        self.maps: dict[int, RankingMap] = self.base_served
+        self.open_maps: dict[int, RankingMap] = self.base_maps  # the maps before fences
         self.latency = latency
         self.choices: dict[int, list[LatencyChoice]] = {}  # what the overlay painted
         self.latency_maps: dict[int, RankingMap] = {}
         self.latency_stale = True
         self.compiled_from: object = None  # the LatencyMap the latency maps come from
         self.unknown = self._unknown_ranking()
-        self._token: Hashable = None
-        self._caches: OrderedDict[Hashable, tuple[dict[tuple[int, tuple[str, ...]], Answer],
-                                                  dict[tuple[int, int], AnswerMap[object]],
-                                                  dict[int, object]]] = OrderedDict()
-        self._answers: dict[tuple[int, tuple[str, ...]], Answer] = {}
-        self._amaps: dict[tuple[int, int], AnswerMap[object]] = {}
-        self._fixed: dict[int, object] = {}
-        self._resolved: dict[tuple[int, tuple[str, ...]], object] = {}
-        self._spill_state: SpillState | None = None
-        self._spill_token: Hashable = ()
+        self._reset()
         if latency is not None and self.strategy == "latency":
             maps, choices, incumbents = self.compile_latency(latency)
             latency.incumbents = incumbents
             self.install_latency(maps, choices, latency.stale(pool.max_age, clock()),
                                  latency.map)
+
+    def _reset(self) -> None:
+        self._token: Hashable = None
+        self._caches: OrderedDict[Hashable, tuple[dict[Hashable, Answer],
+                                                  dict[tuple[int, int], AnswerMap[object]],
+                                                  dict[int, object]]] = OrderedDict()
+        self._answers: dict[Hashable, Answer] = {}
+        self._amaps: dict[tuple[int, int], AnswerMap[object]] = {}
+        self._fixed: dict[int, object] = {}
+        self._resolved: dict[Hashable, object] = {}
+        self._spill_state: SpillState | None = None
+        self._spill_token: Hashable = ()
+
+    def _fenced(self, open_maps: dict[int, RankingMap]) -> dict[int, RankingMap]:
+        """``open_maps`` with this pool's fences multiplied in (pure)."""
+        if self.fences is None or not open_maps:
+            return open_maps
+        return fence_maps(open_maps, self.fences, self.weighted)
 
     def _unknown_ranking(self) -> Ranking:
         """The ranking of a client that gave no usable address (ECS source /0)."""
@@ -170,16 +209,71 @@ class Plan:
     def eligible(self, pop: str, fam: int) -> bool:
         return fam == FAM_CNAME or bool(self.addrs[pop][fam])
 
+    # ------------------------------------------------------------------ arms
+
+    def fork(self, label: str, allowed: frozenset[str] | None) -> Plan:
+        """A view of this plan for an experiment arm: the same compiled maps (kept in
+        step when they change), rankings cut to ``allowed`` (None: as they are), its
+        own caches, answers labelled ``label``."""
+        view = Plan.__new__(Plan)
+        view.__dict__.update(self.__dict__)
+        view.__dict__.pop("decide", None)  # a view answers for itself
+        view.label, view.allowed, view.views = label, allowed, []
+        view._reset()  # (the copied caches are the source's)
+        view._adopt(self)
+        self.views.append(view)
+        return view
+
+    def _adopt(self, src: Plan) -> None:
+        """Take ``src``'s current maps and rankings (cut to this view's arm)."""
+        for name in ("base_maps", "base_served", "open_maps", "latency_maps", "choices",
+                     "compiled_from", "latency_stale", "order", "default", "unknown",
+                     "weighted", "maps"):
+            setattr(self, name, getattr(src, name))
+        allowed = self.allowed
+        if allowed is not None:
+            self.maps = {k: m.relabel(lambda e: cut_entry(e, allowed, None, src.weighted))
+                         for k, m in src.maps.items()}
+            self.order, self.default, self.unknown = (
+                Ranking(r.rule, tuple(p for p in r.pops if p in allowed))
+                for r in (src.order, src.default, src.unknown))
+            self.weighted = tuple(w for w in src.weighted if w[0] in allowed)
+        self.invalidate()
+
+    def set_arms(self, views: list[Plan]) -> None:
+        """Answer through ``views`` (one per arm of the pool, in config order): the
+        client's /24 (/56) hashed with the pool's salt picks one."""
+        self.arm_views = tuple(views)
+        self.arm_cuts = arm_cuts(self.pool.arms)
+        self.arm_seed = arm_seed(self.pool.salt if self.pool.salt is not None else self.name)
+        self.decide = self._decide_armed  # type: ignore[method-assign]
+
+    def arm_of(self, cfam: int, addr: int) -> tuple[int, float]:
+        """(arm index, the client block's point in [0, 1)): explain."""
+        point = arm_point(self.arm_seed, cfam, addr)
+        return arm_index(self.arm_cuts, point), point
+
+    def _decide_armed(self, fam: int, cfam: int, addr: int, source: int | None,
+                      health: HealthSnapshot) -> tuple[Answer, int]:
+        """:meth:`decide` of a pool with arms: one hash picks the arm's view; the scope
+        is never wider than the hashed block."""
+        view = self.arm_views[arm_index(self.arm_cuts, arm_point(self.arm_seed, cfam, addr))]
+        ans, scope = view.decide(fam, cfam, addr, source, health)
+        if source == 0:
+            return ans, 0
+        unit = ARM_UNIT[cfam]
+        return ans, scope if scope > unit else unit
+
     # ------------------------------------------------------------------ latency maps
 
     def compile_latency(self, book: LatencyBook
-                        ) -> tuple[dict[int, RankingMap], dict[int, list[LatencyChoice]],
+                        ) -> tuple[Maps, dict[int, list[LatencyChoice]],
                                    dict[IPNetwork, str]]:
-        """The fallback maps with ``book``'s map painted over, the choices per family
-        and the new incumbents.  Pure: safe to run off the serving thread; nothing
-        changes until :meth:`install_latency`."""
+        """The fallback maps with ``book``'s map painted over (and the fences
+        multiplied in), the choices per family and the new incumbents.  Pure: safe to
+        run off the serving thread; nothing changes until :meth:`install_latency`."""
         if book.map is None:
-            return dict(self.base_maps), {}, dict(book.incumbents)
+            return Maps(self.base_served, self.base_maps), {}, dict(book.incumbents)
         choices = latency_choices(self.pool, book.map, book.incumbents)
         by_fam = {f: [c for c in choices if c.net.version == f] for f in (4, 6)}
         maps = dict(self.base_maps)
@@ -189,27 +283,35 @@ class Plan:
         if maps[4] is not self.base_maps[4]:  # IPv4 inside IPv6: rows are per family
             maps[V4_IN_V6] = self.base_maps.get(V4_IN_V6, self.base_maps[4])
         incumbents = {c.net: c.pops[0] for c in choices}
-        return maps, by_fam, incumbents
+        return Maps(self._fenced(maps), maps), by_fam, incumbents
 
-    def install_latency(self, maps: dict[int, RankingMap],
+    def install_latency(self, maps: Mapping[int, RankingMap],
                         choices: dict[int, list[LatencyChoice]], stale: bool,
                         source: object = None) -> None:
         """Serve ``maps`` (from :meth:`compile_latency` of the map ``source``), or the
         fallback while stale."""
-        self.latency_maps, self.choices, self.compiled_from = maps, choices, source
+        self.latency_maps, self.choices, self.compiled_from = dict(maps), choices, source
+        self._latency_open = maps.open if isinstance(maps, Maps) else dict(maps)
         self.set_stale(stale)
 
     def set_stale(self, stale: bool) -> None:
         """The map went stale (or fresh again): switch between it and the fallback."""
         self.latency_stale = stale
-        self.maps = self.base_maps if stale or not self.latency_maps else self.latency_maps
+        if stale or not self.latency_maps:
+            self.maps, self.open_maps = self.base_served, self.base_maps
+        else:
+            self.maps, self.open_maps = self.latency_maps, self._latency_open
         self.invalidate()
+        for view in self.views:
+            view._adopt(self)
 
     def invalidate(self) -> None:
         """Forget every answer resolved so far (the maps or the spill state changed)."""
         self._caches.clear()
         self._token = None
         self._answers, self._amaps, self._fixed, self._resolved = {}, {}, {}, {}
+        for view in self.views:
+            view.invalidate()
 
     # ------------------------------------------------------------------ per query
 
@@ -259,8 +361,11 @@ class Plan:
                     if amap.n > 1 else 0
             scope = widest_block(addr, start, end, amap.bits) if amap.n > 1 else 0
             if ans.__class__ is Alias:  # cfam 6 only
-                depth = cast(Alias, ans).depth
+                alias = cast(Alias, ans)
+                depth = alias.depth
                 v4 = (addr >> (96 - depth)) & 0xFFFFFFFF
+                if alias.via is not None:
+                    return self._via(fam, alias, addr, v4, scope, health)
                 a4, scope4 = self.decide(fam, V4_IN_V6 if V4_IN_V6 in self.maps else 4, v4,
                                          source, health)
                 # never wider than the IPv4 block's part that rules of IPv6 left alone
@@ -269,7 +374,7 @@ class Plan:
             unit = SPILL_UNIT[hfam]
             if ans.__class__ is SpillAnswer:
                 return cast(SpillAnswer, ans).pick(hfam, addr), max(scope, unit)
-            return self._hashed(fam, hfam, addr, health), max(scope, unit)
+            return self._hashed(fam, hfam, addr, health, cast(Hashed, ans)), max(scope, unit)
         if fam in self._fixed:
             fixed = self._fixed[fam]
         else:
@@ -280,12 +385,35 @@ class Plan:
             return cast(Answer, fixed), 0
         return self._hashed(fam, cfam, addr, health), SPILL_UNIT[cfam]
 
-    def _hashed(self, fam: int, cfam: int, addr: int, health: HealthSnapshot) -> Answer:
-        """weighted: the client's /24 (/56) picks its ranking."""
+    def _via(self, fam: int, alias: Alias, addr: int, v4: int, scope: int,
+             health: HealthSnapshot) -> tuple[Answer, int]:
+        """IPv4 space inside IPv6 answered from the IPv4 map ``alias.via`` (fenced
+        pools): its fences are the IPv4 address's; hashes take the /24 of that address,
+        or (``hash6``) the client's IPv6 /56."""
+        key = cast(int, alias.via)
+        amap = self._amaps.get((key, fam))
+        if amap is None:
+            amap = self.answer_map(key, fam, health)
+        ans, start, end = amap.lookup(v4)
+        scope4 = widest_block(v4, start, end, 32) if amap.n > 1 else 0
+        scope = max(alias.depth + scope4, scope)
+        if ans.__class__ is Answer:
+            return cast(Answer, ans), scope
+        hfam, haddr = (6, addr) if alias.hash6 else (4, v4)
+        unit = SPILL_UNIT[6] if alias.hash6 else alias.depth + SPILL_UNIT[4]
+        if ans.__class__ is SpillAnswer:
+            return cast(SpillAnswer, ans).pick(hfam, haddr), max(scope, unit)
+        return self._hashed(fam, hfam, haddr, health, cast(Hashed, ans)), max(scope, unit)
+
+    def _hashed(self, fam: int, cfam: int, addr: int, health: HealthSnapshot,
+                entry: Hashed | None = None) -> Answer:
+        """weighted: the client's /24 (/56) picks its ranking (among the candidates
+        its fences or arm left, when ``entry`` says)."""
         unit = WEIGHTED_PREFIX[cfam]
         prefix = addr >> ((32 if cfam == 4 else 128) - unit)
-        ranking = hrw_rank((prefix << 1) | (cfam == 6), self.weighted)
-        got = self.resolved(fam, ranking, health)
+        weighted = self.weighted if entry is None or entry.weighted is None else entry.weighted
+        ranking = hrw_rank((prefix << 1) | (cfam == 6), weighted)
+        got = self.resolved(fam, ranking, health, entry.fence if entry is not None else None)
         if got.__class__ is SpillAnswer:
             return cast(SpillAnswer, got).pick(cfam, addr)
         return cast(Answer, got)
@@ -299,47 +427,51 @@ class Plan:
                 if isinstance(entry, Alias):
                     # IPv4 inside IPv6: when every IPv4 client gets the same answer, so
                     # does the whole block, which may then merge with its neighbours.
-                    v4 = self.answer_map(V4_IN_V6 if V4_IN_V6 in self.maps else 4, fam,
-                                         health)
-                    return v4.answers[0] if len(v4) == 1 else entry
+                    key = entry.via if entry.via is not None else \
+                        V4_IN_V6 if V4_IN_V6 in self.maps else 4
+                    v4 = self.answer_map(key, fam, health)
+                    one = v4.answers[0]
+                    return one if len(v4) == 1 and (entry.hash6 or isinstance(one, Answer)) \
+                        else entry
                 if isinstance(entry, Hashed):
                     return entry
-                return self.resolved(fam, entry.pops, health)
+                return self.resolved(fam, entry.pops, health, entry.fence)
 
             found = AnswerMap.build(self.maps[cfam], resolve,
                                     (health.cache_token, self._spill_token), _seen_as)
             self._amaps[(cfam, fam)] = found
         return found
 
-    def answer(self, fam: int, ranked: tuple[str, ...], health: HealthSnapshot) -> Answer:
+    def answer(self, fam: int, ranked: tuple[str, ...], health: HealthSnapshot,
+               fence: FenceTag | None = None) -> Answer:
         """Health applied to a ranking (cached per ranking while the snapshot stands)."""
-        key = (fam, ranked)
+        key = (fam, ranked, fence)
         hit = self._answers.get(key)
         if hit is None or self._token != health.cache_token:
             self._sync(health)
-            hit = self._answers[key] = self._compute(fam, ranked, health)
+            hit = self._answers[key] = self._compute(fam, ranked, health, fence)
         return hit
 
-    def resolved(self, fam: int, ranked: tuple[str, ...], health: HealthSnapshot
-                 ) -> Answer | SpillAnswer:
+    def resolved(self, fam: int, ranked: tuple[str, ...], health: HealthSnapshot,
+                 fence: FenceTag | None = None) -> Answer | SpillAnswer:
         """:meth:`answer`, or a :class:`SpillAnswer` when its first POP sheds blocks."""
-        base = self.answer(fam, ranked, health)
+        base = self.answer(fam, ranked, health, fence)
         if self.spill is None or base.all_down or not base.pops:
             return base
-        key = (fam, ranked)
+        key = (fam, ranked, fence)
         hit = self._resolved.get(key)
         if hit is None:
-            hit = self._resolved[key] = self._spilled(fam, ranked, base, health)
+            hit = self._resolved[key] = self._spilled(fam, ranked, base, health, fence)
         return cast("Answer | SpillAnswer", hit)
 
     def _spilled(self, fam: int, ranked: tuple[str, ...], base: Answer,
-                 health: HealthSnapshot) -> Answer | SpillAnswer:
+                 health: HealthSnapshot, fence: FenceTag | None) -> Answer | SpillAnswer:
         state = self._spill_state or SpillState()
         pop = base.pops[0]
         share = state.share(self.name, pop)
         if share <= 0:
             return base
-        after = ranked[ranked.index(pop) + 1:]
+        after = ranked[ranked.index(pop) + 1:]  # (a fenced ranking: inside the fence)
         cands = tuple(q for q in after if self.eligible(q, fam) and health.state(q) == "up")
         receivers = state.receivers(self.name, cands)
         if not receivers:
@@ -352,7 +484,7 @@ class Plan:
             acc += w
             cuts.append(acc / total)
             alts.append(self.answer(fam, (q, *(x for x in ranked if x not in (pop, q))),
-                                    health))
+                                    health, fence))
         cuts[-1] = 1.0
         return SpillAnswer(base, pop, min(1.0, share), tuple(cuts), tuple(alts), receivers)
 
@@ -363,36 +495,43 @@ class Plan:
         if self.kind != "weighted":
             return self.resolved(fam, self.order.pops, health)
         full = self.answer(fam, self.order.pops, health)
-        cands = [p for p in self.pool.pops if self.eligible(p, fam)]
+        cands = [p for p in self.order.pops if self.eligible(p, fam)]
         if len(cands) <= 1 or (full.all_down and self.all_down != "fail_open"):
             return full
         return None
 
     # ------------------------------------------------------------------ health
 
-    def _compute(self, fam: int, ranked: tuple[str, ...], health: HealthSnapshot) -> Answer:
+    def _compute(self, fam: int, ranked: tuple[str, ...], health: HealthSnapshot,
+                 fence: FenceTag | None = None) -> Answer:
         """Walk the ranking, skipping down/drained POPs and addresses.
 
         A POP without an address of the family is no candidate at all (not a failure);
-        no candidate at all -> NODATA.  Nothing up -> the pool's all_down policy.
+        no candidate at all -> NODATA, or the fence's ``on_empty`` when the fence left
+        no POP.  Nothing up -> the pool's all_down policy (inside the fence).
         """
+        label = fence.label if fence is not None else None
+        arm = self.label
+        if not ranked and fence is not None and fence.emptied:
+            return Answer(cast(Kind, fence.on_empty), (), None, self.ttl, (), (), False, arm,
+                          label)
         cands = tuple(p for p in ranked if self.eligible(p, fam))
         if not cands:
-            return Answer("nodata", (), None, self.ttl, (), (), False)
+            return Answer("nodata", (), None, self.ttl, (), (), False, arm, label)
         picked = self._pick(fam, cands, health)
         if picked is not None:
             addrs, cname, pops, skipped = picked
             kind: Kind = "cname" if cname is not None else "addresses"
             return Answer(kind, addrs, cname, self.ttl_fail if skipped else self.ttl, pops,
-                          skipped, False)
+                          skipped, False, arm, label)
         if self.all_down == "fail_open":
             picked = self._pick(fam, cands, None)
             assert picked is not None
             addrs, cname, pops, _ = picked
             kind = "cname" if cname is not None else "addresses"
-            return Answer(kind, addrs, cname, self.ttl_fail, pops, cands, True)
+            return Answer(kind, addrs, cname, self.ttl_fail, pops, cands, True, arm, label)
         policy = cast(Kind, self.all_down)  # "nodata" or "servfail" here
-        return Answer(policy, (), None, self.ttl_fail, (), cands, True)
+        return Answer(policy, (), None, self.ttl_fail, (), cands, True, arm, label)
 
     def _pick(self, fam: int, cands: tuple[str, ...], health: HealthSnapshot | None
               ) -> tuple[tuple[str, ...], str | None, tuple[str, ...], tuple[str, ...]] | None:
@@ -427,10 +566,11 @@ class Plan:
 
 
 def _seen_as(answer: object) -> Hashable:
-    """What decides whether two intervals merge: the records and the POPs counted (a
-    spilled answer: that of each of its outcomes, and the cuts between them)."""
+    """What decides whether two intervals merge: the records, the POPs counted and the
+    fences (a fenced region never merges with another; a spilled answer: that of each
+    of its outcomes, and the cuts between them)."""
     if isinstance(answer, Answer):
-        return (answer.key, answer.pops)
+        return (answer.key, answer.pops, answer.fence)
     if isinstance(answer, SpillAnswer):
         return (_seen_as(answer.base), answer.share, answer.cuts,
                 tuple(_seen_as(a) for a in answer.alts))

@@ -10,6 +10,10 @@ everyone alike (scope 0).  ``asn.NNNN`` rules and ``latency`` maps are painted o
 the compiled maps; ``spill`` pools hash the client's /24 (/56) only where an answer's
 first POP sheds blocks (:mod:`geodns.select.spill`).
 
+``[fences.NAME]`` are compiled into the maps of the pools they cover
+(:mod:`geodns.select.fences`); pools with experiment ``arms`` answer through one view
+of their plan per arm, picked by a salted hash of the client's /24 (/56).
+
 Build a new Selector when the config or the GeoIP database changes: compiling is the
 expensive part, and it happens before the new generation answers anything.  The
 steering data it reads (ASN networks, latency maps, the spill state) comes in as
@@ -18,6 +22,7 @@ steering data it reads (ASN networks, latency maps, the spill state) comes in as
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from typing import Final
@@ -30,15 +35,19 @@ from geodns.health.snapshot import HealthSnapshot
 from geodns.select.addr import bits_of, format_addr, format_net, mask, parse_client
 from geodns.select.compile import NEAREST_RULE, distances_km
 from geodns.select.explain import AddressInfo, CandidateInfo, Explanation
-from geodns.select.hrw import hrw_rank
+from geodns.select.fence_check import empty_cuts
+from geodns.select.fences import FenceIndex
+from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.inputs import Inputs, load_inputs
 from geodns.select.latency import RULE_PREFIX
-from geodns.select.maps import Alias, Hashed, Ranking
+from geodns.select.maps import Alias, Entry, Hashed, Ranking, RankingMap
 from geodns.select.plan import FAM_CNAME, V4_IN_V6, WEIGHTED_PREFIX, Answer, Plan, kind_of
 from geodns.select.spill import SPILL_UNIT, SpillAnswer, spill_point
 from geodns.select.types import Selection
 
 __all__ = ["Selector"]
+
+log = logging.getLogger("geodns.select")
 
 _SERVFAIL: Final = Answer("servfail", (), None, 0, (), (), False)
 
@@ -47,18 +56,33 @@ class Selector:
     """Chooses POPs for pools; one instance per (config, GeoIP database)."""
 
     def __init__(self, config: Config, geo: GeoDB | None,
-                 tables: GeoTables | None = None, *, inputs: Inputs | None = None) -> None:
+                 tables: GeoTables | None = None, *, inputs: Inputs | None = None,
+                 warn: bool = True) -> None:
         self.config = config
         self.geo = geo
-        if tables is None and geo is not None and any(
-                kind_of(p) in ("geo", "nearest") for p in config.pools.values()):
+        if tables is None and geo is not None and (config.fences or any(
+                kind_of(p) in ("geo", "nearest") for p in config.pools.values())):
             tables = geo.tables()
         self.tables = tables
         self.inputs = inputs if inputs is not None else load_inputs(config)
         i = self.inputs
+        # fences: which of them covers each address, compiled once for every pool
+        self.fence_index = FenceIndex(config.fences, tables, i.asn) if config.fences else None
+        fx = self.fence_index
         self.plans = {name: Plan(pool, config, tables, asn=i.asn, latency=i.latency.get(name),
-                                 spill=i.spill)
+                                 spill=i.spill,
+                                 fences=fx.for_pool(name) if fx is not None else None)
                       for name, pool in config.pools.items()}
+        for plan in self.plans.values():  # experiments: a view of a plan per arm
+            arms = plan.pool.arms
+            if arms:
+                plan.set_arms([self.plans[a.pool].fork(a.name, None) if a.pool is not None
+                               else plan.fork(a.name, frozenset(a.pops)
+                                              if a.pops is not None else None)
+                               for a in arms])
+        if warn:  # (geodns check reports them with file:line instead)
+            for cut in empty_cuts(self):
+                log.warning("%s", cut.message(None))
 
     # ------------------------------------------------------------------ hot path
 
@@ -108,6 +132,11 @@ class Selector:
         cfam, addr = parse_client(client)
         if source_prefix is not None:
             addr = mask(cfam, addr, source_prefix)
+        head: list[str] = []
+        if plan.pool.arms:  # the arm decides which view of the plan answers
+            index, point = plan.arm_of(cfam, addr)
+            head = _arm_notes(plan, index, point, cfam, addr)
+            plan = plan.arm_views[index]
         loc: Location | None = None
         geo_net: str | None = None
         if self.geo is not None:
@@ -120,9 +149,9 @@ class Selector:
             return Explanation(pool, plan.strategy, qtype, client, source_prefix, loc,
                                geo_net, "no data of this type in an address pool", (), sel,
                                format_net(cfam, addr, 0), ("NODATA: only A/AAAA exist here",))
-        notes: list[str] = []
+        notes: list[str] = list(head)
         ranking, region, hfam, haddr = self._ranking(plan, cfam, addr, source_prefix)
-        ans = plan.answer(fam, ranking.pops, health)
+        ans = plan.answer(fam, ranking.pops, health, ranking.fence)
         if source_prefix == 0:
             notes.append("ECS source prefix 0: the client opted out, decided without "
                          "location, scope 0")
@@ -133,6 +162,8 @@ class Selector:
         elif ranking.rule.startswith("weighted") and sel.scope:
             notes.append(f"scope /{sel.scope}: weighted pools hash the client's /{sel.scope}")
         notes += _latency_notes(plan, ranking)
+        if source_prefix != 0:
+            notes += self._cut_notes(plan, cfam, addr, source_prefix, ranking)
         if plan.spill is not None and source_prefix != 0:
             spilled, spill_notes = _spill_notes(plan, fam, ranking, ans, hfam, haddr, health)
             notes += spill_notes
@@ -147,29 +178,67 @@ class Selector:
         return Explanation(pool, plan.strategy, qtype, client, source_prefix, loc, geo_net,
                            ranking.rule, cands, sel, scope_net, tuple(notes))
 
-    def _ranking(self, plan: Plan, cfam: int, addr: int, source: int | None
+    def _ranking(self, plan: Plan, cfam: int, addr: int, source: int | None,
+                 maps: dict[int, RankingMap] | None = None,
+                 hashed: tuple[int, int] | None = None
                  ) -> tuple[Ranking, str | None, int, int]:
         """The ranking that decided, (compiled pools) its region as text, and the
-        family and address the client's hash unit is taken from."""
+        family and address the client's hash unit is taken from.  ``maps``: another
+        set of the plan's maps (the open ones: before fences)."""
         if source == 0:
             return plan.unknown, None, cfam, addr
-        if plan.maps:
-            rmap = plan.maps[cfam]
+        maps = plan.maps if maps is None else maps
+        if maps:
+            rmap = maps[cfam]
             i, start, end = rmap.find(addr)
-            entry = rmap.entries[int(rmap.rids[i])]
+            entry: Entry = rmap.entries[int(rmap.rids[i])]
             if isinstance(entry, Alias):
                 v4 = (addr >> (96 - entry.depth)) & 0xFFFFFFFF
-                ranking, region, _, haddr = self._ranking(
-                    plan, V4_IN_V6 if V4_IN_V6 in plan.maps else 4, v4, source)
+                key = entry.via if entry.via is not None else \
+                    V4_IN_V6 if V4_IN_V6 in maps else 4
+                ranking, region, hfam, haddr = self._ranking(
+                    plan, key, v4, source, maps, (cfam, addr) if entry.hash6 else None)
                 return (ranking, f"{region} (IPv4 inside {format_net(cfam, addr, entry.depth)})",
-                        4, haddr)
+                        hfam, haddr)
+            hfam, haddr = hashed if hashed is not None else (
+                4 if cfam < 0 else cfam, addr)
+            region = _range_text(rmap.family, start, end)
             if isinstance(entry, Hashed):
-                return _weighted(plan, cfam, addr), _range_text(rmap.family, start, end), \
-                    cfam, addr
-            return entry, _range_text(rmap.family, start, end), cfam, addr
+                return _weighted(plan, hfam, haddr, entry), region, hfam, haddr
+            return entry, region, hfam, haddr
         if plan.kind == "weighted":
             return _weighted(plan, cfam, addr), None, cfam, addr
         return plan.order, None, cfam, addr
+
+    def _cut_notes(self, plan: Plan, cfam: int, addr: int, source: int | None,
+                   ranking: Ranking) -> list[str]:
+        """Which fence (and which arm) cut the client's candidates, from what to what."""
+        tag = ranking.fence
+        if tag is None and plan.allowed is None:
+            return []
+        open_ranking = ranking
+        if plan.open_maps:
+            open_ranking = self._ranking(plan, cfam, addr, source, plan.open_maps)[0]
+        elif plan.kind == "weighted":
+            open_ranking = _weighted(plan, cfam, addr, full=True)
+        before = ", ".join(open_ranking.pops) or "none"
+        after = ", ".join(ranking.pops) or "none"
+        notes = []
+        fences = self.config.fences
+        if tag is not None:
+            who = "; ".join(f"fence {n} ({fences[n].describe()}) allows "
+                            f"{', '.join(fences[n].pops)}" for n in tag.names)
+            notes.append(f"{who}: the candidates {before} are cut to "
+                         f"{', '.join(tag.cut(open_ranking.pops)) or 'none'} before "
+                         "health, overrides, spill or all_down act")
+            if tag.emptied:
+                notes.append(f"the fence{'s leave' if len(tag.names) > 1 else ' leaves'} "
+                             f"this client no POP: answered {tag.on_empty.upper()} "
+                             "(on_empty)")
+        if plan.allowed is not None:
+            notes.append(f"arm {plan.label} restricts the candidates to "
+                         f"{', '.join(sorted(plan.allowed))}: {after}")
+        return notes
 
     def _untailored(self, plan: Plan, cfam: int, fam: int, health: HealthSnapshot) -> bool:
         if plan.maps:
@@ -221,11 +290,34 @@ class Selector:
         return tuple(out)
 
 
-def _weighted(plan: Plan, cfam: int, addr: int) -> Ranking:
+def _weighted(plan: Plan, cfam: int, addr: int, entry: Hashed | None = None,
+              full: bool = False) -> Ranking:
+    """The weighted ranking of the client's /24 (/56): among the candidates ``entry``
+    left (fences, arms), or (``full``) all of the pool's."""
     unit = WEIGHTED_PREFIX[cfam]
     prefix = addr >> (bits_of(cfam) - unit)
+    pool = plan.pool
+    cands = tuple((p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops) if full \
+        else entry.weighted if entry is not None and entry.weighted is not None \
+        else plan.weighted
     return Ranking(f"weighted hash of {format_net(cfam, addr, unit)}",
-                   hrw_rank((prefix << 1) | (cfam == 6), plan.weighted))
+                   hrw_rank((prefix << 1) | (cfam == 6), cands),
+                   entry.fence if entry is not None else None)
+
+
+def _arm_notes(plan: Plan, index: int, point: float, cfam: int, addr: int) -> list[str]:
+    """Which arm the client's block hashed into, and what that arm answers with."""
+    arms = plan.pool.arms
+    total = sum(a.weight for a in arms)
+    lo = plan.arm_cuts[index - 1] if index else 0.0
+    arm = arms[index]
+    unit = format_net(cfam, addr, SPILL_UNIT[cfam])
+    salt = plan.pool.salt if plan.pool.salt is not None else plan.name
+    split = ", ".join(f"{a.name} {a.weight / total:.1%}" for a in arms)
+    return [f"experiment ({split}; salt {salt!r}): this client's {unit} hashes to "
+            f"{point:.3f}, in [{lo:.3f}, {plan.arm_cuts[index]:.3f}): arm {arm.name} "
+            f"({arm.describe()})",
+            f"scope never wider than /{SPILL_UNIT[cfam]}: the arm is per client block"]
 
 
 def _latency_notes(plan: Plan, ranking: Ranking) -> list[str]:
@@ -273,7 +365,7 @@ def _spill_notes(plan: Plan, fam: int, ranking: Ranking, base: Answer, hfam: int
             f"({pl.utilisation:.0%}, spill_at {plan.pool.spill_at:.0%})")
     if share <= 0:
         return base, [f"{head}: sheds nothing"]
-    got = plan.resolved(fam, ranking.pops, health)
+    got = plan.resolved(fam, ranking.pops, health, ranking.fence)
     if not isinstance(got, SpillAnswer):
         return base, [f"{head}: sheds {share:.1%} of its client blocks, but no later POP "
                       "of this ranking has headroom: nothing moves"]

@@ -27,6 +27,8 @@ class Selection:
     scope: int  # ECS scope prefix length (0: same answer for every client of the family)
     pops: tuple[str, ...]  # chosen POPs, for metrics and logs
     key: Hashable
+    arm: str | None = None  # the experiment arm that answered
+    fence: str | None = None  # the fences that cut the candidates ("us-only", "a+b")
 
     @classmethod
     def make(cls, kind: Kind, addresses: tuple[str, ...], cname: str | None, ttl: int,
@@ -39,4 +41,4 @@ class Selection:
         if scope == self.scope:
             return self
         return Selection(self.kind, self.addresses, self.cname, self.ttl, scope, self.pops,
-                         self.key)
+                         self.key, self.arm, self.fence)

@@ -16,7 +16,7 @@ from typing import Any, Final
 from geodns.ops.metrics import Metrics
 
 # Per-query counters (dicts of label tuple -> count) and plain totals of a worker.
-TABLES: Final = ("queries", "answers", "rrl", "cookies")
+TABLES: Final = ("queries", "answers", "fenced", "rrl", "cookies")
 TOTALS: Final = ("querylog_written", "querylog_dropped", "dnstap_written", "dnstap_dropped",
                  "latency_sum")
 

@@ -297,6 +297,7 @@ class Supervisor(Server):
         return child
 
     async def _first(self, slot: Slot) -> None:
+        """Start the slot's worker; a failure is a crash like any other (restarted)."""
         try:
             slot.child = await self._spawn(slot)
             slot.pid = slot.child.pid
@@ -326,14 +327,8 @@ class Supervisor(Server):
         log.error("worker %d (pid %d) exited with %s after %.0f s; starting it again in "
                   "%.1f s", slot.index, slot.pid, code, ran, slot.backoff)
         await asyncio.sleep(slot.backoff)
-        if self._stopping_children:
-            return
-        try:
-            slot.child = await self._spawn(slot)
-            slot.pid = slot.child.pid
-        except Exception:
-            log.exception("worker %d: could not start", slot.index)
-            await self._restart(slot, None, 0.0)
+        if not self._stopping_children:
+            await self._first(slot)
 
     async def _swap(self, slot: Slot) -> bool:
         """Start a new process for ``slot`` with the current generation; once it answers

@@ -22,6 +22,9 @@ def samples(m: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 @dataclass
 class Sel:
     pops: tuple[str, ...]
+    kind: str = "addresses"
+    arm: str | None = None
+    fence: str | None = None
 
 
 def test_queries_fold_numbers_and_names() -> None:
@@ -46,11 +49,34 @@ def test_answers_by_pool_and_pop() -> None:
     m.on_answer("api", Sel(("iad", "fra")))
     m.on_answer("api", Sel(()))
     s = samples(m)
-    assert s[("geodns_answers_total", (("pool", "www"), ("pop", "fra")))] == 2
-    assert s[("geodns_answers_total", (("pool", "api"), ("pop", "iad")))] == 1
-    assert s[("geodns_answers_total", (("pool", "api"), ("pop", "fra")))] == 1
-    assert s[("geodns_answers_total", (("pool", "api"), ("pop", NO_POP)))] == 1
+    assert s[("geodns_answers_total", (("arm", ""), ("pool", "www"), ("pop", "fra")))] == 2
+    assert s[("geodns_answers_total", (("arm", ""), ("pool", "api"), ("pop", "iad")))] == 1
+    assert s[("geodns_answers_total", (("arm", ""), ("pool", "api"), ("pop", "fra")))] == 1
+    assert s[("geodns_answers_total", (("arm", ""), ("pool", "api"), ("pop", NO_POP)))] == 1
     assert m.answers_by_pop() == {"fra": 3, "iad": 1}
+
+
+def test_answers_by_arm_and_fence() -> None:
+    """Every answer is counted under its experiment arm; answers to fenced clients once
+    more per fence, NODATA/SERVFAIL (no allowed POP) apart from answered ones."""
+    m = Metrics()
+    m.on_answer("www", Sel(("fra",), arm="control"))
+    m.on_answer("www", Sel(("fra",), arm="control"))
+    m.on_answer("www", Sel(("sjc",), arm="new-edge", fence="us-only"))
+    m.on_answer("www", Sel((), kind="servfail", fence="us-only"))
+    m.on_answer("api", Sel((), kind="nodata", fence="de+eu"))
+    s = samples(m)
+    assert s[("geodns_answers_total", (("arm", "control"), ("pool", "www"), ("pop", "fra")))] \
+        == 2
+    assert s[("geodns_answers_total", (("arm", "new-edge"), ("pool", "www"), ("pop", "sjc")))] \
+        == 1
+    assert s[("geodns_answers_total", (("arm", ""), ("pool", "www"), ("pop", NO_POP)))] == 1
+    fenced = {k[1]: v for k, v in s.items() if k[0] == "geodns_fenced_answers_total"}
+    assert fenced == {
+        (("fence", "us-only"), ("pool", "www"), ("result", "answered")): 1,
+        (("fence", "us-only"), ("pool", "www"), ("result", "servfail")): 1,
+        (("fence", "de+eu"), ("pool", "api"), ("result", "nodata")): 1}
+    assert m.answers_by_pop() == {"fra": 2, "sjc": 1}
 
 
 def test_health_reload_zone_cache_querylog() -> None:

@@ -233,3 +233,27 @@ def test_a_line_longer_than_max_bytes_does_not_rotate_an_empty_file(tmp_path: Pa
     assert [r["big"][0] for r in read_lines(path)] == ["y"]
     assert [r["big"][0] for r in read_lines(Path(f"{path}.1"))] == ["z"]
     assert not Path(f"{path}.2").exists()  # the empty file was never rotated
+
+
+def test_arm_and_fence_logged_only_when_set(tmp_path: Path) -> None:
+    """An experiment's arm and the fences a client is inside go into its line (analysts
+    compare arms from the log); other lines keep their fields."""
+    path = tmp_path / "q.log"
+
+    async def go() -> None:
+        log = QueryLog(path)
+        await log.start()
+        assert log.log("192.0.2.7", None, None, "www.example.", 1, 0, "www", ("sjc",), 24,
+                       60, 0.0001, "new-edge", "us-only")
+        assert log.log("192.0.2.8", None, None, "www.example.", 1, 2, "www", (), 24, 60,
+                       None, None, "us-only")
+        assert log.log("192.0.2.9", None, None, "www.example.", 1, 0, "www", ("fra",), 0,
+                       60, None)
+        await log.stop()
+
+    asyncio.run(go())
+    first, second, third = read_lines(path)
+    assert (first["arm"], first["fence"], first["pop"]) == ("new-edge", "us-only", "sjc")
+    assert second["fence"] == "us-only" and "arm" not in second
+    assert second["rcode"] == "SERVFAIL" and second["pop"] is None
+    assert "arm" not in third and "fence" not in third

@@ -1,11 +1,19 @@
 """A straightforward selection to check the compiled maps against.
 
 No compilation, no caches, nothing shared with geodns.select but the definitions of
-the two hashes (weighted's rendezvous hash, the spill hash): one maxminddb lookup per
-client in the City and the ASN database, rules scanned in order, the longest ``nets``
-match and the longest latency-map row by a linear scan, distances with ``math``,
-health applied to the ranking in the plainest way, and spillover decided per client
-from the shares and loads it is given.
+the three hashes (weighted's rendezvous hash, the spill hash, the experiment arm hash):
+one maxminddb lookup per client in the City and the ASN database, rules scanned in
+order, the longest ``nets`` match and the longest latency-map row by a linear scan,
+distances with ``math``, health applied to the ranking in the plainest way, and
+spillover decided per client from the shares and loads it is given.
+
+Fences: a client is inside a fence when its place (continent, country, subdivision),
+its AS or one of the fence's ``nets`` matches; an IPv6 client in IPv4 space (the blocks
+the City database links to IPv4) is inside the fences of its IPv4 address and those
+whose IPv6 ``nets`` hold it.  Its ranking is cut to the POPs all its fences (of the
+pool) allow before anything else; an empty cut answers ``on_empty``.  Experiment arms:
+the client's /24 (/56) hashed with the salt picks the arm, whose POPs cut the ranking
+(after the fences) or whose pool answers instead.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 from geodns.config import Config, Pool
 from geodns.geoip.location import Location
 from geodns.health.snapshot import HealthSnapshot
+from geodns.select.arms import arm_point, arm_seed
 from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.spill import spill_point
 from geodns.traffic.latency_map import LatencyMap
@@ -207,6 +216,8 @@ class Reference:
                             (p,), not honour)
                 took = False
                 for a in addrs(p):
+                    if len(chosen) >= want:
+                        break  # (a failed address never needed does not count)
                     if honour and health.address_state(p, a) != "up":
                         skipped = True
                         continue
@@ -225,6 +236,63 @@ class Reference:
                 return (pool.all_down, (), None, pool.ttl_on_failure), (), True
         raise AssertionError("fail_open always answers")
 
+    # ------------------------------------------------------------------ fences, arms
+
+    def _fences_here(self, ip: IP) -> set[str]:
+        """Every fence whose place, AS or nets holds ``ip`` (as given)."""
+        loc, _ = self.location(ip)
+        number = self.asn(ip)
+        out = set()
+        for f in self.config.fences.values():
+            placed = loc is not None and (loc.continent in f.continents
+                                          or loc.country in f.countries
+                                          or any(s in f.subdivisions for s in loc.subdivisions))
+            by_as = number is not None and number in f.asn
+            by_net = any(n.version == ip.version and ip in n for n in f.nets)
+            if placed or by_as or by_net:
+                out.add(f.name)
+        return out
+
+    def fences_of(self, ip: IP) -> set[str]:
+        """The fences holding ``ip`` (IPv4 inside IPv6: its IPv4 address's, plus the
+        IPv6 nets holding it)."""
+        depth = self.alias_depth(ip)
+        if ip.version == 6 and depth is not None:
+            v4 = ipaddress.IPv4Address((int(ip) >> (96 - depth)) & 0xFFFFFFFF)
+            return self._fences_here(v4) | {
+                f.name for f in self.config.fences.values()
+                if any(n.version == 6 and ip in n for n in f.nets)}
+        return self._fences_here(ip)
+
+    def fence(self, pool: Pool, ip: IP) -> tuple[str | None, frozenset[str], str]:
+        """(label, allowed POPs, on_empty) of the pool's fences holding ``ip``."""
+        names = self.fences_of(ip)
+        mine = [f for name, f in self.config.fences.items()
+                if name in names and (f.pools is None or pool.name in f.pools)]
+        if not mine:
+            return None, frozenset(), ""
+        allowed = frozenset(mine[0].pops)
+        for f in mine[1:]:
+            allowed &= frozenset(f.pops)
+        on_empty = "servfail" if any(f.on_empty == "servfail" for f in mine) else "nodata"
+        return "+".join(f.name for f in mine), allowed, on_empty
+
+    def arm(self, pool: Pool, ip: IP) -> Any:
+        """The pool's experiment arm for ``ip`` (None: no arms)."""
+        if not pool.arms:
+            return None
+        point = arm_point(arm_seed(pool.salt if pool.salt is not None else pool.name),
+                          ip.version, int(ip))
+        total = sum(a.weight for a in pool.arms)
+        acc = 0.0
+        for a in pool.arms:
+            acc += a.weight
+            if a.weight > 0 and point < acc / total:
+                return a
+        return [a for a in pool.arms if a.weight > 0][-1]
+
+    # ------------------------------------------------------------------ decisions
+
     def spilling(self, pool_name: str, qtype: int, client: str,
                  health: HealthSnapshot) -> bool:
         """Does this client's answer come from a POP that sheds blocks to someone?"""
@@ -234,25 +302,49 @@ class Reference:
         """(kind, addresses, cname, ttl) for ``client`` asking ``pool_name``."""
         return self._decide(pool_name, qtype, client, health)[0]
 
+    def labelled(self, pool_name: str, qtype: int, client: str, health: HealthSnapshot
+                 ) -> tuple[Key, str | None, str | None, tuple[str, ...]]:
+        """(key, fence label, arm, chosen POPs) for ``client`` asking ``pool_name``."""
+        key, _, fence, arm, owners = self._decide_all(pool_name, qtype, client, health)
+        return key, fence, arm, owners
+
     def _decide(self, pool_name: str, qtype: int, client: str,
                 health: HealthSnapshot) -> tuple[Key, bool]:
+        key, spilling, _, _, _ = self._decide_all(pool_name, qtype, client, health)
+        return key, spilling
+
+    def _decide_all(self, pool_name: str, qtype: int, client: str, health: HealthSnapshot,
+                    label: str | None = None
+                    ) -> tuple[Key, bool, str | None, str | None, tuple[str, ...]]:
         pool = self.config.pools[pool_name]
+        ip = ipaddress.ip_address(client)
+        arm = self.arm(pool, ip)
+        if arm is not None and arm.pool is not None:
+            return self._decide_all(arm.pool, qtype, client, health, arm.name)
+        if arm is not None:
+            label = arm.name
         pops = self.config.pops
         refs = pool.referenced_pops()
         cname = bool(refs) and all(pops[p].cname for p in refs)
-        if not cname and qtype not in (1, 28):
-            return ("nodata", (), None, pool.ttl), False
-        ip = ipaddress.ip_address(client)
+        if not cname and qtype not in (1, 28):  # (decided before any arm or fence)
+            return ("nodata", (), None, pool.ttl), False, None, None, ()
         ranked = self.ranking(pool, ip)
+        fence, allowed, on_empty = self.fence(pool, ip)
+        if fence is not None:
+            ranked = tuple(p for p in ranked if p in allowed)
+            if not ranked:
+                return (on_empty, (), None, pool.ttl), False, fence, label, ()
+        if arm is not None and arm.pops is not None:
+            ranked = tuple(p for p in ranked if p in arm.pops)
         fam = 4 if qtype == 1 else 6
         key, owners, all_down = self._walk(pool, ranked, fam, cname, health)
         spill = self.spill
         if spill is None or not pool.spill or all_down or not owners:
-            return key, False
+            return key, False, fence, label, owners
         first = owners[0]
         share = spill.shares.get((pool.name, first), 0.0)
         if share <= 0:
-            return key, False
+            return key, False, fence, label, owners
         after = ranked[ranked.index(first) + 1:]
         up = [q for q in after if (cname or (pops[q].ipv4 if fam == 4 else pops[q].ipv6))
               and health.state(q) == "up" and q in spill.loads
@@ -263,10 +355,10 @@ class Reference:
             weights = [(q, room[q][1] - room[q][0]) for q in up]
         weights = [(q, w) for q, w in weights if w > 0][:2]  # the next two with room
         if not weights:
-            return key, False
+            return key, False, fence, label, owners
         u, v = spill_point(*self.hash_client(pool, ip))
         if u >= share:
-            return key, True
+            return key, True, fence, label, owners
         total = sum(w for _, w in weights)
         acc = 0.0
         to = weights[-1][0]
@@ -276,7 +368,8 @@ class Reference:
                 to = q
                 break
         alt = (to, *(x for x in ranked if x not in (first, to)))
-        return self._walk(pool, alt, fam, cname, health)[0], True
+        key, owners, _ = self._walk(pool, alt, fam, cname, health)
+        return key, True, fence, label, owners
 
     def segments(self, pool: Pool, start: int, end: int, family: int,
                  limit: int) -> Iterator[int]:
@@ -285,6 +378,9 @@ class Reference:
         at every hash unit of a weighted ranking), at most ``limit``."""
         bits = 32 if family == 4 else 128
         cut_nets = [net for net, _ in pool.nets if net.version == family]
+        fences = [f for f in self.config.fences.values()
+                  if f.pools is None or pool.name in f.pools]
+        cut_nets += [net for f in fences for net in f.nets if net.version == family]
         lat = self.latency.get(pool.name)
         if lat is not None and not lat.stale:
             cut_nets += [net for net, _ in lat.lmap if net.version == family]
@@ -297,8 +393,10 @@ class Reference:
             yield x
             nxt = end
             ip = ipaddress.ip_address(x) if family == 4 else ipaddress.IPv6Address(x)
-            for reader in (self.reader if self.kind(pool) in ("geo", "nearest") else None,
-                           self.asn_reader if pool.asn else None):
+            for reader in (self.reader if self.kind(pool) in ("geo", "nearest") or any(
+                    f.countries or f.continents or f.subdivisions for f in fences) else None,
+                           self.asn_reader if pool.asn or any(f.asn for f in fences)
+                           else None):
                 if reader is None:
                     continue
                 _, plen = reader.get_with_prefix_len(str(ip))
@@ -306,7 +404,7 @@ class Reference:
                     plen -= 96
                 size = 1 << (bits - plen)
                 nxt = min(nxt, (x // size + 1) * size)
-            if self.kind(pool) == "weighted":  # the hash changes every /24 (/56)
+            if self.kind(pool) == "weighted" or pool.arms:  # hashes change every /24 (/56)
                 unit = 1 << (bits - (24 if family == 4 else 56))
                 nxt = min(nxt, (x // unit + 1) * unit)
             for c in cuts:

@@ -82,7 +82,7 @@ def test_metrics_status_override_and_query_log(server) -> None:  # type: ignore[
     assert status == 200
     text = body.decode()
     assert 'geodns_queries_total{qtype="A",rcode="NOERROR",transport="udp"}' in text
-    assert 'geodns_answers_total{pool="www",pop="fra"} 1.0' in text
+    assert 'geodns_answers_total{arm="",pool="www",pop="fra"} 1.0' in text
     serial = re.search(r'geodns_zone_serial\{zone="example.com."\} (\S+)', text)
     assert serial and float(serial.group(1)) == 2026112101
 
