@@ -228,7 +228,7 @@ class Handler:
         self.on_answer = on_answer
         self.metrics = metrics
         self.qlog = qlog
-        self._sel: tuple[str, Choice, int] | None = None  # last DYNA decision
+        self._sel: tuple[str | None, Choice, int] | None = None  # last DYNA decision
         self._cacheable = False  # may the answer being built go to the packet cache?
         self._lat_left = LATENCY_EVERY  # [operator hook] uncached queries until one is timed
         # xfr hook: answers opcodes other than QUERY (NOTIFY, UPDATE, ...); None: NOTIMP
@@ -365,6 +365,7 @@ class Handler:
         if len(resp) > shape.limit:
             return None
         st.hits += 1
+        self._sel = (t.pool, choice, scope)  # read by dnstap (the arm and fence)
         m = self.metrics
         if m is not None:
             m.queries[("tcp" if tcp else "udp", shape.qtype, resp[3] & 15)] += 1
@@ -394,6 +395,7 @@ class Handler:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
         tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token, _, _ = hit
         st.hits += 1
+        self._sel = (pool, choice, scope) if choice is not None else None  # for dnstap
         resp = data[:2] + tail
         guard = self.guard
         if guard is not None and token is not None and not tcp:  # defences hook: RRL

@@ -49,8 +49,17 @@ _ERROR_LOG_INTERVAL: Final = 60.0
 _ONE: Final = 1.0 - 1e-9  # sampling: 10 x 0.3 must reach 1 three times despite rounding
 
 HandleFn = Callable[[bytes, str, bool], "bytes | None"]
-# (query time ns, response time ns, query bytes, response bytes or None, client, tcp)
-_Item = tuple[int, int, bytes, "bytes | None", str, bool]
+# (query time ns, response time ns, query bytes, response bytes or None, client, tcp,
+#  the Dnstap ``extra`` field: "arm=NAME fence=NAME" of a steered answer, or None)
+_Item = tuple[int, int, bytes, "bytes | None", str, bool, "bytes | None"]
+
+
+def _extra(choice: Any) -> bytes | None:
+    """The experiment arm and fence of a steered answer, for analysts reading dnstap."""
+    arm, fence = choice.arm, choice.fence
+    if not arm and not fence:
+        return None
+    return " ".join(f"{k}={v}" for k, v in (("arm", arm), ("fence", fence)) if v).encode()
 
 
 class Encoder:
@@ -81,8 +90,12 @@ class Encoder:
 
     def pair(self, item: _Item) -> list[bytes]:
         """The AUTH_QUERY and (if there was an answer) AUTH_RESPONSE of one query."""
-        t_query, t_resp, query, resp, client, tcp = item
+        t_query, t_resp, query, resp, client, tcp, extra = item
         family, addr = self.address(client)
+        if extra is not None:
+            self.msg.extra = extra
+        elif self.msg.HasField("extra"):
+            self.msg.ClearField("extra")
         m = self.msg.message
         m.Clear()
         m.type = pb.Message.AUTH_QUERY
@@ -139,6 +152,7 @@ class Dnstap:
         limit = self.queue_size
         rate = self.sample
         clock = time.time_ns
+        owner = getattr(inner, "__self__", None)  # the Handler: its last steered choice
 
         def handle(data: bytes, client: str, tcp: bool) -> bytes | None:
             if rate < 1.0:
@@ -150,7 +164,9 @@ class Dnstap:
             t0 = clock()
             resp = inner(data, client, tcp)
             if len(queue) < limit and not self._stopping:
-                queue.append((t0, clock(), data, resp, client, tcp))
+                sel = owner._sel if owner is not None else None
+                queue.append((t0, clock(), data, resp, client, tcp,
+                              _extra(sel[1]) if sel is not None else None))
             else:
                 self._drop(1)
             return resp

@@ -185,6 +185,31 @@ def test_socket_handshake_and_messages_reach_a_collector(tmp_path: Path) -> None
     assert all(m.response_time_sec >= m.query_time_sec > 1_600_000_000 for m in resp)
 
 
+def test_steered_answers_carry_their_arm_and_fence(tmp_path: Path) -> None:
+    """Analysts reading dnstap see each steered answer's experiment arm and fence in the
+    Dnstap ``extra`` field, from fresh answers and packet-cache replays alike."""
+    sock = tmp_path / "dnstap.sock"
+    cfg = config_with(tmp_path, f'socket = "{sock}"\n')
+    text = cfg.read_text().replace(
+        "[pools.www]\n", "[pools.www]\narms = { control = 50, canary = 50 }\n", 1)
+    cfg.write_text(text + '\n[fences.gb]\ncountries = ["GB"]\npops = ["fra"]\n')
+    with Collector(sock) as collector, geodns_server(ZONES, ["--config", str(cfg)]) as srv:
+        deadline = time.monotonic() + 10
+        while not collector.controls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        send_queries(srv.port)
+        stop(srv)
+        deadline = time.monotonic() + 10
+        while len(collector.controls) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    www = [m for m in collector.messages if dns_name(m.message) == "www.example.com."]
+    assert len(www) == 4  # two queries (fresh, then a packet-cache hit), two answers
+    arms = {m.extra for m in www}
+    assert arms in ({b"arm=control fence=gb"}, {b"arm=canary fence=gb"}), arms
+    others = [m for m in collector.messages if dns_name(m.message) != "www.example.com."]
+    assert others and not any(m.HasField("extra") for m in others)
+
+
 def dns_name(m: pb.Message) -> str:
     import dns.message
 
