@@ -271,7 +271,9 @@ class Handler:
                     break
         self._lat_left -= 1  # [operator hook] latency histogram: 1 in LATENCY_EVERY timed
         timed = self._lat_left <= 0
-        t0 = perf_counter() if timed or self.qlog is not None else 0.0
+        qlog = self.qlog
+        logged = qlog is not None and qlog.sampled()  # drawn first: only those are timed
+        t0 = perf_counter() if timed or logged else 0.0
         self._sel = None
         self._cacheable = True
         try:
@@ -306,8 +308,7 @@ class Handler:
                 self._lat_left = LATENCY_EVERY
                 m.latency(perf_counter() - t0)
         sel = self._sel
-        qlog = self.qlog
-        if qlog is not None and qlog.sampled():
+        if logged and qlog is not None:
             self._log(qlog, client, q.qname, q.qtype, rcode, q.ecs_addr if q.ecs else None,
                       q.ecs_source if q.ecs else None, sel, perf_counter() - t0)
         if sel is not None and q.ecs is not None and self._cacheable and not q.error \

@@ -53,6 +53,7 @@ log = logging.getLogger("geodns.querylog")
 
 DEFAULT_QUEUE: Final = 10_000
 DEFAULT_MAX_BYTES: Final = 100 * 1024 * 1024
+HANDOFF_EVERY: Final = 0.1  # seconds: queued lines go to the writer thread in batches
 _ERROR_LOG_INTERVAL: Final = 60.0  # seconds between repeated write-error log lines
 _CACHE: Final = 4096  # formatted names and ECS subnets kept by the writer
 
@@ -245,11 +246,16 @@ class _Writer(logging.handlers.QueueListener):
         return rec
 
     def handle(self, record: Any) -> None:
-        self.file.failed = False
-        super().handle(record)
-        self.owner.counted(not self.file.failed)
-        if self.owner.queue.empty():
-            self.file.flush_now()
+        """One batch handed over by :meth:`QueryLog.hand_off`: each line, then one flush."""
+        batch = record if isinstance(record, list) else [record]
+        file, owner = self.file, self.owner
+        for item in batch:
+            file.failed = False
+            file.handle(self.prepare(item))
+            owner.counted(not file.failed)
+        owner.in_flight -= len(batch)
+        if owner.queue.empty():
+            file.flush_now()
 
 
 class QueryLog:
@@ -288,9 +294,17 @@ class QueryLog:
         self.clock = clock
         self.dropped = 0
         self.written = 0
-        self.queue: queue.SimpleQueue[_Raw | Mapping[str, Any] | None] = queue.SimpleQueue()
+        # The query path appends to ``batch`` (a list append: no lock, no thread woken);
+        # every HANDOFF_EVERY seconds the batch goes to the writer thread as one item, so
+        # the thread wakes ten times a second, not once per line (at 1 % sampling of
+        # 100k qps, per-line wake-ups cost the server about a tenth of its throughput).
+        self.batch: list[_Raw | Mapping[str, Any]] = []
+        self.in_flight = 0  # lines handed to the writer, not written yet
+        self.queue: queue.SimpleQueue[list[_Raw | Mapping[str, Any]] | None] = \
+            queue.SimpleQueue()
         self.handler: _LogFile | None = None
         self._writer: _Writer | None = None
+        self._handoff: asyncio.Task[None] | None = None
         self._stopping = False
         _OPEN.add(self)
 
@@ -331,11 +345,23 @@ class QueryLog:
         return self._put(record)
 
     def _put(self, item: _Raw | Mapping[str, Any]) -> bool:
-        if self.queue.qsize() >= self.queue_size or self._stopping:
+        if len(self.batch) + self.in_flight >= self.queue_size or self._stopping:
             self._drop(1)
             return False
-        self.queue.put(item)
+        self.batch.append(item)
         return True
+
+    def hand_off(self) -> None:
+        """Give the lines queued so far to the writer thread (one wake-up)."""
+        if self.batch and self._writer is not None:
+            batch, self.batch = self.batch, []
+            self.in_flight += len(batch)
+            self.queue.put(batch)
+
+    async def _hand_off_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HANDOFF_EVERY)
+            self.hand_off()
 
     def _drop(self, n: int) -> None:
         self.dropped += n
@@ -354,7 +380,7 @@ class QueryLog:
     @property
     def pending(self) -> int:
         """Lines queued but not yet written."""
-        return self.queue.qsize()
+        return len(self.batch) + self.in_flight
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -367,10 +393,16 @@ class QueryLog:
         self._stopping = False
         self._writer = _Writer(self, self.handler)
         self._writer.start()
+        self._handoff = asyncio.get_running_loop().create_task(self._hand_off_loop(),
+                                                               name="geodns-querylog")
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Write what is queued (for at most ``timeout`` seconds), then close."""
         self._stopping = True
+        handoff, self._handoff = self._handoff, None
+        if handoff is not None:
+            handoff.cancel()
+        self.hand_off()
         writer, self._writer = self._writer, None
         if writer is not None:
             thread = writer._thread
@@ -382,10 +414,10 @@ class QueryLog:
                 lost = 0
                 while True:
                     try:
-                        if self.queue.get_nowait() is not None:
-                            lost += 1
+                        left = self.queue.get_nowait()
                     except queue.Empty:
                         break
+                    lost += len(left) if left is not None else 0
                 log.error("query log: %d lines not written at shutdown", lost)
                 self._drop(lost)
                 self.queue.put(None)  # the thread ends if the disk ever comes back
