@@ -160,12 +160,12 @@ class Shape:
     and the rendered answers are reused, and the per-query work is one map lookup.
     """
 
-    __slots__ = ("head", "limit", "n", "opt", "qname", "qtype", "question", "shift", "source",
-                 "template", "width")
+    __slots__ = ("head", "limit", "n", "opt", "pad", "qname", "qtype", "question", "shift",
+                 "source", "tally", "template", "width")
 
     def __init__(self, template: Template, qtype: int, head: int, question: bytes, opt: bytes,
                  n: int, width: int, shift: int, source: int, limit: int,
-                 qname: bytes) -> None:
+                 qname: bytes, tcp: bool) -> None:
         self.template = template
         self.qtype = qtype
         self.head = head  # index into Rendered.heads: RD and EDNS of the query
@@ -177,6 +177,9 @@ class Shape:
         self.source = source
         self.limit = limit  # UDP size limit of the asker (TCP: none)
         self.qname = qname
+        self.pad = bytes(width - n)  # the ECS address's bytes beyond its prefix
+        # the query counter's key per rcode (one tuple each, not one per query)
+        self.tally = tuple(("tcp" if tcp else "udp", qtype, rcode) for rcode in range(16))
 
 
 class State:
@@ -265,7 +268,7 @@ class Handler:
             for n in st.shape_lens:
                 shape = shapes.get(data[2:-n])
                 if shape is not None:
-                    resp = self._steer(st, shape, data, client, tcp)
+                    resp = self._steer(st, shape, data, key, client, tcp)
                     if resp is not None:
                         return resp
                     break
@@ -342,12 +345,12 @@ class Handler:
             + len(ecs).to_bytes(2, "big") + ecs[:3]
         shape = Shape(t, q.qtype, q.rd * 2 + 1, data[12:q.qend], opt, n, width,
                       (width - n) * 8, q.ecs_source,
-                      1 << 30 if tcp else _limit(q, st.udp_size), q.qname)
+                      1 << 30 if tcp else _limit(q, st.udp_size), q.qname, tcp)
         st.shapes[tcp].put(data[2:-n], shape, len(data) + ENTRY_OVERHEAD)
         if n not in st.shape_lens:
             st.shape_lens = (*st.shape_lens, n)
 
-    def _steer(self, st: State, shape: Shape, data: bytes, client: str,
+    def _steer(self, st: State, shape: Shape, data: bytes, key: bytes, client: str,
                tcp: bool) -> bytes | None:
         """A steered ECS query of a known shape: decide, render, done (None: the answer
         does not fit; take the long way)."""
@@ -369,24 +372,22 @@ class Handler:
         self._sel = (t.pool, choice, scope)  # read by dnstap (the arm and fence)
         m = self.metrics
         if m is not None:
-            m.queries[("tcp" if tcp else "udp", shape.qtype, resp[3] & 15)] += 1
+            m.queries[shape.tally[resp[3] & 15]] += 1
         if self.on_answer is not None:
             self.on_answer(t.pool, choice)
         if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
             self._mix_left -= 1
             if self._mix_left <= 0:
                 self._mix_left = self.mix(t.pool, data, client)
-        addr = raw + bytes(shape.width - shape.n)
         qlog = self.qlog
         if qlog is not None and qlog.sampled():
-            self._log(qlog, client, shape.qname, shape.qtype, resp[3] & 15, addr, shape.source,
-                      (t.pool, choice, scope), 0.0)
-        key = data[2:]
+            self._log(qlog, client, shape.qname, shape.qtype, resp[3] & 15, raw + shape.pad,
+                      shape.source, (t.pool, choice, scope), 0.0)
         packets = st.packets[tcp]
         if packets.admit(key):
             tail = resp[2:]
             packets.put(key, (tail, shape.qtype, resp[3] & 15, t.pool, choice, scope,
-                              shape.qname, addr, shape.source, None, st.epoch,
+                              shape.qname, raw + shape.pad, shape.source, None, st.epoch,
                               st.health.snapshot),
                         len(key) + len(tail) + ENTRY_OVERHEAD)
         return resp
