@@ -45,6 +45,7 @@ from geodns.health.override_rules import (
     resolve,
 )
 from geodns.health.snapshot import HealthKey, State
+from geodns.tasks import cancel
 
 __all__ = ["POLL_INTERVAL", "GuardFn", "GuardRefused", "Overrides"]
 
@@ -107,10 +108,7 @@ class Overrides:
     async def stop(self) -> None:
         """Stop watching."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
 
     def retarget(self, path: str | Path | None) -> bool:
         """Point at another file without reading it yet; True if the path changed."""

@@ -18,7 +18,6 @@ Security model:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import inspect
 import json
@@ -46,6 +45,7 @@ from geodns.ops.metrics import CONTENT_TYPE, Metrics
 from geodns.ops.page import render_page
 from geodns.ops.status import PopStatus, Status, TrafficMix, to_json
 from geodns.service import bind_error
+from geodns.tasks import cancel
 
 __all__ = [
     "ControlBackend",
@@ -322,9 +322,7 @@ async def _ticker(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.get_running_loop().create_task(loop(), name="geodns-control-tick")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel(task)
 
 
 def make_app(backend: ControlBackend, *, token: str | None = None,

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from geodns.ops.metrics import Metrics, qtype_label, rcode_label
+from geodns.tasks import cancel
 from geodns.wire import decode
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_QUEUE", "QueryLog", "format_time", "reopen_logs",
@@ -400,8 +401,7 @@ class QueryLog:
         """Write what is queued (for at most ``timeout`` seconds), then close."""
         self._stopping = True
         handoff, self._handoff = self._handoff, None
-        if handoff is not None:
-            handoff.cancel()
+        await cancel(handoff)
         self.hand_off()
         writer, self._writer = self._writer, None
         if writer is not None:

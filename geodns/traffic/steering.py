@@ -19,7 +19,6 @@ The server wires it in a few places (each marked ``[traffic hook]``):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from geodns.select.inputs import Inputs, load_asn, load_books, needs_asn
 from geodns.select.latency import LatencyBook
 from geodns.select.selector import Selector
 from geodns.select.spill import SpillHolder
+from geodns.tasks import cancel
 from geodns.traffic.feeds import LoadMonitor
 from geodns.traffic.guards import GuardVerdict
 from geodns.traffic.latency_map import LatencyMapFile
@@ -146,10 +146,7 @@ class Steering:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         await self.loads.stop()
 
     # ------------------------------------------------------------------ loads, spill

@@ -13,13 +13,13 @@ only by the supervisor, so the node's totals count each line once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from geodns.ops.dnstap import Dnstap
 from geodns.ops.querylog import QueryLog
+from geodns.tasks import cancel
 
 __all__ = ["SHIP_EVERY", "ShippedDnstap", "ShippedQueryLog", "Shipper", "receive"]
 
@@ -94,10 +94,7 @@ class Shipper:
     async def stop(self) -> None:
         """Stop and ship what is queued (the last answers of a draining worker)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel(task)
         self.ship()
 
     def ship(self) -> None:
