@@ -119,10 +119,7 @@ def _addresses(store: ZoneStore | None, targets: list[bytes]) -> list[tuple[byte
             continue
         if zone.cuts and any(anc in zone.cuts for anc in ancestors(target, len(zone.key) + 1)):
             continue
-        for rtype in (T.A, T.AAAA):
-            blob = zone.rrset_blob(target, rtype)
-            if blob is not None:
-                out.append((target, blob))
+        out += zone.address_blobs(target)
     return out
 
 

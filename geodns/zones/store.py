@@ -291,10 +291,7 @@ def _glue(zone: Zone, ns: bytes) -> list[tuple[bytes, bytes]]:
         target = rdata.lower()
         if not is_subdomain(target, zone.key):
             continue
-        for rtype in (T.A, T.AAAA):
-            blob = zone.rrset_blob(target, rtype)
-            if blob is not None:
-                out.append((target, blob))
+        out += zone.address_blobs(target)
     return out
 
 

@@ -262,6 +262,16 @@ class Zone:
                 return blob
         return None
 
+    def address_blobs(self, key: bytes) -> list[tuple[bytes, bytes]]:
+        """(``key``, RRset) for the A and then the AAAA RRset at ``key``, those it has:
+        the addresses that glue and additional sections carry."""
+        out = []
+        for rtype in (T.A, T.AAAA):
+            blob = self.rrset_blob(key, rtype)
+            if blob is not None:
+                out.append((key, blob))
+        return out
+
     def dyna_records(self) -> list[tuple[dns.name.Name, str, str, int]]:
         """(owner, pool, file, line) of every DYNA record, for cross-checks with the config."""
         return list(self._dyna)
