@@ -173,6 +173,14 @@ class Dnstap:
 
         return handle
 
+    def enqueue(self, items: list[_Item]) -> None:
+        """Queue queries another process answered (workers ship theirs to the
+        supervisor's writer): the same bound as :meth:`wrap`, overflow dropped and counted."""
+        room = 0 if self._stopping else max(0, self.queue_size - len(self._queue))
+        self._queue.extend(items[:room])
+        if len(items) > room:
+            self._drop(len(items) - room)
+
     def _drop(self, n: int) -> None:
         self.dropped += n
         if self.metrics is not None:

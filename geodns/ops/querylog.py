@@ -364,6 +364,12 @@ class QueryLog:
             await asyncio.sleep(HANDOFF_EVERY)
             self.hand_off()
 
+    def enqueue(self, items: list[_Raw | Mapping[str, Any]]) -> None:
+        """Queue lines another process sampled (workers ship theirs to the supervisor's
+        writer), each under the same bound as a line of ours."""
+        for item in items:
+            self._put(item)
+
     def _drop(self, n: int) -> None:
         self.dropped += n
         if self.metrics is not None:

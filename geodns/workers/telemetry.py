@@ -120,16 +120,9 @@ def receive(qlog: QueryLog | None, tap: Dnstap | None, lines: list[Any],
             taps: list[Any]) -> None:
     """The supervisor's side: queue a worker's items for its own writers."""
     if qlog is not None:
-        put = qlog._put
-        for item in lines:
-            put(item)
+        qlog.enqueue(lines)
     if tap is not None and taps:
-        room = max(0, tap.queue_size - len(tap._queue))
-        if tap._stopping:
-            room = 0
-        tap._queue.extend(taps[:room])
-        if len(taps) > room:
-            tap._drop(len(taps) - room)
+        tap.enqueue(taps)
 
 
 def totals(qlog: QueryLog | None, tap: Dnstap | None) -> Mapping[str, int]:
