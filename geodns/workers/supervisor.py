@@ -148,7 +148,6 @@ class Slot:
     listeners: list[Listener]
     child: Child | None = None  # the process answering for this slot
     pending: Child | None = None  # its replacement, starting (a big generation)
-    pid: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     generation: int = 0  # the state generation it serves
     failed: bool = False  # the last generation did not apply: send the next one whole
@@ -162,6 +161,18 @@ class Slot:
     reported: float = 0.0  # monotonic time of the last stats report
     backoff: float = FIRST_BACKOFF
     mix: tuple[list[MixEntry], float] = ([], 0.0)
+
+    @property
+    def pid(self) -> int:
+        """The pid of the slot's process (the last one, while it is restarted)."""
+        return self.child.pid if self.child is not None else 0
+
+
+def next_backoff(ran: float, backoff: float) -> float:
+    """Seconds before starting a process that exited after ``ran`` seconds: at once
+    (after FIRST_BACKOFF) if it had run steadily, else twice the last wait, at most
+    MAX_BACKOFF: a crash loop slows down, a rare crash is repaired at once."""
+    return FIRST_BACKOFF if ran > STEADY else min(MAX_BACKOFF, backoff * 2)
 
 
 class NodeMix(MixSampler):
@@ -300,7 +311,6 @@ class Supervisor(Server):
         """Start the slot's worker; a failure is a crash like any other (restarted)."""
         try:
             slot.child = await self._spawn(slot)
-            slot.pid = slot.child.pid
         except Exception:
             log.exception("worker %d: could not start", slot.index)
             await self._restart(slot, None, 0.0)
@@ -322,7 +332,7 @@ class Supervisor(Server):
         await self._restart(slot, code, time.monotonic() - child.started)
 
     async def _restart(self, slot: Slot, code: int | None, ran: float) -> None:
-        slot.backoff = FIRST_BACKOFF if ran > STEADY else min(MAX_BACKOFF, slot.backoff * 2)
+        slot.backoff = next_backoff(ran, slot.backoff)
         slot.restarts += 1
         log.error("worker %d (pid %d) exited with %s after %.0f s; starting it again in "
                   "%.1f s", slot.index, slot.pid, code, ran, slot.backoff)
@@ -356,8 +366,7 @@ class Supervisor(Server):
             slot.problems = ["its replacement process did not start (see the log)"]
             return False
         old, slot.child, slot.pending = slot.child, new, None
-        slot.pid, slot.generation, slot.failed, slot.problems = new.pid, new.generation, \
-            False, []
+        slot.generation, slot.failed, slot.problems = new.generation, False, []
         slot.cpu_retired += slot.cpu
         slot.cpu = 0.0
         if old is not None:
@@ -402,7 +411,7 @@ class Supervisor(Server):
             if self._stopping_children:
                 return
             ran = time.monotonic() - child.started
-            backoff = FIRST_BACKOFF if ran > STEADY else min(MAX_BACKOFF, backoff * 2)
+            backoff = next_backoff(ran, backoff)
             log.error("prober (pid %d) exited with %s after %.0f s; workers keep the last "
                       "health snapshot; starting it again in %.1f s", child.pid, code, ran,
                       backoff)
@@ -424,7 +433,7 @@ class Supervisor(Server):
             log.info("worker %d (pid %d) serving generation %d", slot.index, child.pid,
                      child.generation)
             if child is slot.child:
-                slot.pid, slot.generation = child.pid, child.generation
+                slot.generation = child.generation
                 slot.ready.set()
         elif kind == "applied" and child is not slot.child:
             pass  # a replacement reports "ready" instead
