@@ -232,6 +232,7 @@ class Handler:
         self.metrics = metrics
         self.qlog = qlog
         self._sel: tuple[str | None, Choice, int] | None = None  # last DYNA decision
+        self.tapped = False  # dnstap reads _sel after every answer (see tap)
         self._cacheable = False  # may the answer being built go to the packet cache?
         self._lat_left = LATENCY_EVERY  # [operator hook] uncached queries until one is timed
         # xfr hook: answers opcodes other than QUERY (NOTIFY, UPDATE, ...); None: NOTIMP
@@ -253,6 +254,7 @@ class Handler:
     def tap(self, wrap: Callable[[Callable[[bytes, str, bool], bytes | None]],
                                  Callable[[bytes, str, bool], bytes | None]]) -> None:
         self.handle = wrap(self.handle)  # type: ignore[method-assign,assignment]
+        self.tapped = True  # the cached and shaped paths record their choice too
 
     def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
         st = self.state
@@ -369,7 +371,8 @@ class Handler:
         if len(resp) > shape.limit:
             return None
         st.hits += 1
-        self._sel = (t.pool, choice, scope)  # read by dnstap (the arm and fence)
+        if self.tapped:  # dnstap reads the arm and fence; no tuple per query without it
+            self._sel = (t.pool, choice, scope)
         m = self.metrics
         if m is not None:
             m.queries[shape.tally[resp[3] & 15]] += 1
@@ -397,7 +400,8 @@ class Handler:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
         tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token, _, _ = hit
         st.hits += 1
-        self._sel = (pool, choice, scope) if choice is not None else None  # for dnstap
+        if self.tapped:  # dnstap reads the arm and fence; no tuple per query without it
+            self._sel = (pool, choice, scope) if choice is not None else None
         resp = data[:2] + tail
         guard = self.guard
         if guard is not None and token is not None and not tcp:  # defences hook: RRL
