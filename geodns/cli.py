@@ -37,7 +37,7 @@ from geodns.logs import FORMATS, LEVELS, event, setup_logging
 from geodns.ops.geoip import describe_record, read_info
 from geodns.ops.simulate import EXIT_BROKEN, read_loads, scenario_snapshot
 from geodns.problems import Problems
-from geodns.runtime import HealthHolder, Runtime, cross_check, geoip_problems
+from geodns.runtime import Runtime, cross_check, geoip_problems
 from geodns.select.fence_check import fence_problems
 from geodns.select.inputs import check_steering
 from geodns.server import ServeOptions, Server
@@ -334,7 +334,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(f"geodns explain: {exc}", file=sys.stderr)
         return 1
     try:
-        runtime = Runtime.load(config, HealthHolder(snapshot))
+        runtime = Runtime.load(config)
     except Problems as exc:
         print("\n".join(exc.problems), file=sys.stderr)
         return 1

@@ -1,7 +1,8 @@
 """Bytes in, bytes out: the per-query path shared by the UDP and TCP listeners.
 
-Everything a query needs is reached through one ``State`` reference read once per
-query, so a reload or health change (a new State or snapshot) is atomic.
+Everything a query needs is reached through one reference read once per query, the
+served :class:`~geodns.generation.Generation`, plus the published health snapshot,
+so a reload or a health change (a new generation or snapshot) is atomic.
 
 The path, cheapest first: a packet-cache hit (the same query bytes were answered
 before) is the cached reply with the client's ID; otherwise the query is decoded and
@@ -19,17 +20,18 @@ import socket
 import struct
 from collections.abc import Callable, Hashable
 from time import perf_counter
-from typing import Any, Final
+from typing import Final
 
 import dns.rcode
 from dns.rdatatype import RdataType as T
 
 from geodns.defences import Defences
-from geodns.health.snapshot import HealthSnapshot
+from geodns.generation import Generation
+from geodns.health.snapshot import HealthHolder, HealthSnapshot
 from geodns.ops.metrics import LATENCY_EVERY, Metrics
 from geodns.ops.querylog import QueryLog
 from geodns.rrl import Token
-from geodns.runtime import HealthHolder, Runtime
+from geodns.runtime import Runtime
 from geodns.select.plan import Answer as Choice
 from geodns.wire import decode as wd
 from geodns.wire.compose import compose, compose_lookup
@@ -44,15 +46,12 @@ from geodns.wire.encode import (
     opt_record,
     truncated,
 )
-from geodns.zones.store import Direct, Lookup, Negative, ZoneStore
+from geodns.zones.store import Direct, Lookup, Negative
 
 log = logging.getLogger("geodns.handler")
 
 XFR_TYPES: Final = (T.AXFR, T.IXFR)
 EXPLAIN_LABEL: Final = b"\x08_explain"
-PACKET_CACHE_BYTES: Final = 16 << 20  # per transport (twice that with the old generation)
-COMPOSED_CACHE_BYTES: Final = 16 << 20
-SHAPE_CACHE_BYTES: Final = 1 << 20
 MAX_CACHED_QUERY: Final = 512  # longer queries (padding) are answered, never cached
 ENTRY_OVERHEAD: Final = 320  # dict slot, tuple and object headers per cached entry
 _HEAD: Final = struct.Struct("!HHHHH")
@@ -64,63 +63,10 @@ OpcodeFn = Callable[[bytes, str, bool], bytes]  # (query, client, tcp) -> respon
 SignedFn = Callable[[bytes, str, bool, Callable[[bytes], bytes]], "bytes | None"]
 # (response after the ID, qtype, rcode, pool, choice, scope, qname, ecs addr, ecs source,
 #  RRL account key, steering epoch and health snapshot a steered answer was chosen in)
+Sel = tuple["str | None", Choice, int]  # a steered answer's pool, choice and ECS scope
+HandleFn = Callable[[bytes, str, bool, "Outcome | None"], "bytes | None"]
 PacketEntry = tuple[bytes, int, int, "str | None", "Choice | None", int, bytes, "bytes | None",
                     int, "Token | None", "int | None", "HealthSnapshot"]
-
-
-class GenCache:
-    """A cache bounded by bytes that keeps what is used: two generations; a hit in the
-    old one moves the entry to the young one, and when the young one is full the old
-    one is dropped, so memory never exceeds twice the budget.
-
-    Entries are admitted on their second sighting (:meth:`admit`): a fixed table of key
-    hashes remembers the first one.  Traffic that never repeats (distinct ECS clients,
-    random names) is never stored, costs no memory and evicts nothing."""
-
-    __slots__ = ("budget", "doorkeeper", "mask", "old", "size", "young")
-
-    def __init__(self, budget: int, doorkeeper: int = 1 << 18) -> None:
-        self.budget = budget
-        self.young: dict[bytes, tuple[Any, int]] = {}
-        self.old: dict[bytes, tuple[Any, int]] = {}
-        self.size = 0
-        self.doorkeeper = [0] * doorkeeper
-        self.mask = doorkeeper - 1
-
-    def admit(self, key: bytes) -> bool:
-        """Was ``key`` seen before (and not since forgotten)?  Remembers it if not."""
-        h = hash(key)
-        slot = h & self.mask
-        if self.doorkeeper[slot] != h:
-            self.doorkeeper[slot] = h
-            return False
-        return True
-
-    def get(self, key: bytes) -> Any:
-        hit = self.young.get(key)
-        if hit is not None:
-            return hit[0]
-        hit = self.old.pop(key, None)
-        if hit is None:
-            return None
-        self.put(key, hit[0], hit[1])
-        return hit[0]
-
-    def put(self, key: bytes, value: Any, cost: int) -> None:
-        if self.size + cost > self.budget:
-            self.old = self.young
-            self.young = {}
-            self.size = 0
-        self.young[key] = (value, cost)
-        self.size += cost
-
-    def clear(self) -> None:
-        self.young = {}
-        self.old = {}
-        self.size = 0
-
-    def __len__(self) -> int:
-        return len(self.young) + len(self.old)
 
 
 class Template:
@@ -182,58 +128,36 @@ class Shape:
         self.tally = tuple(("tcp" if tcp else "udp", qtype, rcode) for rcode in range(16))
 
 
-class State:
-    """One consistent view: zones, the runtime (config, selector, health), caches."""
-
-    def __init__(self, store: ZoneStore, udp_size: int = 1232, runtime: Runtime | None = None,
-                 explain_allowed: Callable[[str], bool] | None = None,
-                 additional: bool = True, nsid: bytes | None = None) -> None:
-        self.store = store
-        self.udp_size = udp_size
-        self.runtime = runtime if runtime is not None and runtime.config.pools else None
-        self.health = runtime.health if runtime is not None else HealthHolder()
-        self.explain_allowed = explain_allowed
-        self.additional = additional
-        self.nsid = nsid
-        self.composed = GenCache(COMPOSED_CACHE_BYTES)  # qname + qtype -> Rendered | Template
-        # Steered names: their questions go straight to the composed cache.
-        self.dyna = frozenset(k for z in store.zones.values() for k in z.dyna_keys)
-        # Packet caches per transport: query bytes after the ID -> PacketEntry.  Identical
-        # bytes (ECS, payload size, RD, 0x20 case included) get an identical answer while
-        # this State stands and, for steered answers, the health snapshot they were made
-        # under (checked on each hit).
-        self.packets = (GenCache(PACKET_CACHE_BYTES), GenCache(PACKET_CACHE_BYTES))
-        # Steered ECS query shapes per transport (see Shape), and their address lengths.
-        self.shapes = (GenCache(SHAPE_CACHE_BYTES), GenCache(SHAPE_CACHE_BYTES))
-        self.shape_lens: tuple[int, ...] = ()
-        # Bumped whenever steered answers may change (health, loads, latency maps):
-        # cached steered answers of an older epoch are not replayed.
-        self.epoch = 0
-        self.opt_plain = (opt_record(udp_size, False), opt_record(udp_size, True))
-        # Our OPT up to its RDLENGTH, by DO: an ECS echo is appended to it per query.
-        self.opt_head = (self.opt_plain[0][:-2], self.opt_plain[1][:-2])
-        self.hits = 0
-        self.misses = 0
-
-
 def _limit(q: wd.Query, udp_size: int) -> int:
     if not q.edns:
         return 512
     return q.payload if q.payload < udp_size else udp_size
 
 
+class Outcome:
+    """What one answer decided besides its bytes, filled in as it is built: the steered
+    choice (pool, choice, scope) that the query log, dnstap, RRL and the packet cache
+    record, and whether identical query bytes may get the same answer again."""
+
+    __slots__ = ("cacheable", "choice")
+
+    def __init__(self) -> None:
+        self.choice: Sel | None = None
+        self.cacheable = True
+
+
 class Handler:
     """Turns one query packet into one response packet (or None to drop)."""
 
-    def __init__(self, state: State, on_answer: Callable[[str, Choice], None] | None = None,
-                 metrics: Metrics | None = None, qlog: QueryLog | None = None) -> None:
-        self.state = state
+    def __init__(self, generation: Generation,
+                 on_answer: Callable[[str, Choice], None] | None = None,
+                 metrics: Metrics | None = None, qlog: QueryLog | None = None,
+                 health: HealthHolder | None = None) -> None:
+        self.generation = generation  # swapped whole by a reload (see geodns/generation.py)
+        self.health = health or HealthHolder()  # published apart: it changes far more often
         self.on_answer = on_answer
         self.metrics = metrics
         self.qlog = qlog
-        self._sel: tuple[str | None, Choice, int] | None = None  # last DYNA decision
-        self.tapped = False  # dnstap reads _sel after every answer (see tap)
-        self._cacheable = False  # may the answer being built go to the packet cache?
         self._lat_left = LATENCY_EVERY  # [operator hook] uncached queries until one is timed
         # xfr hook: answers opcodes other than QUERY (NOTIFY, UPDATE, ...); None: NOTIMP
         self.other_opcode: OpcodeFn | None = None
@@ -251,18 +175,19 @@ class Handler:
     # [operator hook: dnstap, geodns/ops/dnstap.py] Wraps handle() on this instance, so
     # the packet-cache path is covered too and nothing runs when dnstap is off. Install
     # it before the listeners exist (they look up handler.handle).
-    def tap(self, wrap: Callable[[Callable[[bytes, str, bool], bytes | None]],
-                                 Callable[[bytes, str, bool], bytes | None]]) -> None:
+    def tap(self, wrap: Callable[[HandleFn], Callable[[bytes, str, bool], bytes | None]]) -> None:
         self.handle = wrap(self.handle)  # type: ignore[method-assign,assignment]
-        self.tapped = True  # the cached and shaped paths record their choice too
 
-    def handle(self, data: bytes, client: str, tcp: bool) -> bytes | None:
-        st = self.state
+    def handle(self, data: bytes, client: str, tcp: bool,
+               out: Outcome | None = None) -> bytes | None:
+        """The response to ``data`` (None: drop it).  ``out``, when given, learns the
+        steered choice of every answer, cached ones included (dnstap asks for it)."""
+        st = self.generation
         key = data[2:]
         hit = st.packets[tcp].get(key)
         if hit is not None and (hit[10] is None or (hit[10] == st.epoch
-                                and hit[11] is st.health.snapshot)):
-            return self._replay(st, data, hit, client, tcp)
+                                and hit[11] is self.health.snapshot)):
+            return self._replay(st, data, hit, client, tcp, out)
         shapes = st.shapes[tcp]
         guard = self.guard
         if st.shape_lens and (guard is None or guard.rrl is None):
@@ -270,7 +195,7 @@ class Handler:
             for n in st.shape_lens:
                 shape = shapes.get(data[2:-n])
                 if shape is not None:
-                    resp = self._steer(st, shape, data, key, client, tcp)
+                    resp = self._steer(st, shape, data, key, client, tcp, out)
                     if resp is not None:
                         return resp
                     break
@@ -279,8 +204,8 @@ class Handler:
         qlog = self.qlog
         logged = qlog is not None and qlog.sampled()  # drawn first: only those are timed
         t0 = perf_counter() if timed or logged else 0.0
-        self._sel = None
-        self._cacheable = True
+        if out is None:
+            out = Outcome()
         try:
             q = wd.decode(data)
             if q is None:
@@ -289,48 +214,51 @@ class Handler:
             log.exception("decoder failure")
             return None
         try:
-            resp = self._answer(st, q, client, tcp)
+            resp = self._answer(st, q, client, tcp, out)
         except Exception:
             log.exception("handler failure for query %r", data[:64])
             resp = error_response(q, dns.rcode.SERVFAIL, st.udp_size)
-            self._cacheable = False
+            out.cacheable = False
         # --- defences hook (geodns/defences.py): RRL accounting, slips, DNS cookies ---
-        out: bytes | None = resp
+        sent: bytes | None
         token = None
         guard = self.guard
         if guard is not None and (guard.rrl is not None or q.cookie is not None):
-            sel = self._sel
-            out, token = guard.answer(q, resp, client, tcp, sel[0] if sel else None,
-                                      st.store, st.udp_size)
+            sel = out.choice
+            sent, token = guard.answer(q, resp, client, tcp, sel[0] if sel else None,
+                                       st.store, st.udp_size)
             if q.cookie is not None:
-                self._cacheable = False  # our server cookie is per client and per time
+                out.cacheable = False  # our server cookie is per client and per time
+        else:
+            sent = resp
         # --- end of the defences hook ---
         m = self.metrics
         rcode = resp[3] & 15
-        if m is not None and out is not None:
+        if m is not None and sent is not None:
             m.queries[("tcp" if tcp else "udp", q.qtype, rcode)] += 1
             if timed:  # [operator hook] latency histogram
                 self._lat_left = LATENCY_EVERY
                 m.latency(perf_counter() - t0)
-        sel = self._sel
+        sel = out.choice
         if logged and qlog is not None:
             self._log(qlog, client, q.qname, q.qtype, rcode, q.ecs_addr if q.ecs else None,
                       q.ecs_source if q.ecs else None, sel, perf_counter() - t0)
-        if sel is not None and q.ecs is not None and self._cacheable and not q.error \
+        cacheable = out.cacheable
+        if sel is not None and q.ecs is not None and cacheable and not q.error \
                 and q.cookie is None and (guard is None or guard.rrl is None):
             self._learn_shape(st, q, data, tcp)
-        if self._cacheable and not q.error and len(data) <= MAX_CACHED_QUERY \
+        if cacheable and not q.error and len(data) <= MAX_CACHED_QUERY \
                 and st.packets[tcp].admit(key):
             tail = resp[2:]
             entry: PacketEntry = (
                 tail, q.qtype, rcode, sel[0] if sel else None, sel[1] if sel else None,
                 sel[2] if sel else 0, q.qname, q.ecs_addr if q.ecs else None,
                 q.ecs_source if q.ecs else 0, token, st.epoch if sel else None,
-                st.health.snapshot)
+                self.health.snapshot)
             st.packets[tcp].put(key, entry, len(key) + len(tail) + ENTRY_OVERHEAD)
-        return out
+        return sent
 
-    def _learn_shape(self, st: State, q: wd.Query, data: bytes, tcp: bool) -> None:
+    def _learn_shape(self, st: Generation, q: wd.Query, data: bytes, tcp: bool) -> None:
         """Remember the shape of a steered ECS query whose address ends the packet:
         every query with the same bytes but the address gets its answer from the
         steering map without being decoded (see :class:`Shape`)."""
@@ -352,27 +280,27 @@ class Handler:
         if n not in st.shape_lens:
             st.shape_lens = (*st.shape_lens, n)
 
-    def _steer(self, st: State, shape: Shape, data: bytes, key: bytes, client: str,
-               tcp: bool) -> bytes | None:
+    def _steer(self, st: Generation, shape: Shape, data: bytes, key: bytes, client: str,
+               tcp: bool, out: Outcome | None) -> bytes | None:
         """A steered ECS query of a known shape: decide, render, done (None: the answer
         does not fit; take the long way)."""
         t = shape.template
         plan = t.plan
-        rt = st.runtime
-        if plan is None or rt is None:
+        if plan is None:
             return None
         raw = data[-shape.n:]
+        health = self.health.snapshot
         choice, scope = plan.decide(t.fam, 4 if shape.width == 4 else 6,  # type: ignore[arg-type]
                                     int.from_bytes(raw, "big") << shape.shift, shape.source,
-                                    rt.health.snapshot)
+                                    health)
         r = t.render(shape.qtype, choice)
         resp = data[:2] + r.heads[shape.head] + shape.question + r.body + shape.opt \
             + _SCOPE[scope] + raw
         if len(resp) > shape.limit:
             return None
         st.hits += 1
-        if self.tapped:  # dnstap reads the arm and fence; no tuple per query without it
-            self._sel = (t.pool, choice, scope)
+        if out is not None:  # dnstap reads the arm and fence; no tuple per query without it
+            out.choice = (t.pool, choice, scope)
         m = self.metrics
         if m is not None:
             m.queries[shape.tally[resp[3] & 15]] += 1
@@ -391,24 +319,24 @@ class Handler:
             tail = resp[2:]
             packets.put(key, (tail, shape.qtype, resp[3] & 15, t.pool, choice, scope,
                               shape.qname, raw + shape.pad, shape.source, None, st.epoch,
-                              st.health.snapshot),
+                              health),
                         len(key) + len(tail) + ENTRY_OVERHEAD)
         return resp
 
-    def _replay(self, st: State, data: bytes, hit: PacketEntry, client: str,
-                tcp: bool) -> bytes | None:
+    def _replay(self, st: Generation, data: bytes, hit: PacketEntry, client: str,
+                tcp: bool, out: Outcome | None) -> bytes | None:
         """A packet-cache hit: same bytes in, same bytes out, with the client's ID."""
         tail, qtype, rcode, pool, choice, scope, qname, ecs_addr, ecs_source, token, _, _ = hit
         st.hits += 1
-        if self.tapped:  # dnstap reads the arm and fence; no tuple per query without it
-            self._sel = (pool, choice, scope) if choice is not None else None
+        if out is not None and choice is not None:  # dnstap reads the arm and fence
+            out.choice = (pool, choice, scope)
         resp = data[:2] + tail
         guard = self.guard
         if guard is not None and token is not None and not tcp:  # defences hook: RRL
-            out = guard.replay(resp, token, client)  # a cached answer counts too
-            if out is None:
+            limited = guard.replay(resp, token, client)  # a cached answer counts too
+            if limited is None:
                 return None
-            resp = out
+            resp = limited
         m = self.metrics
         if m is not None:
             m.queries[("tcp" if tcp else "udp", qtype, rcode)] += 1
@@ -429,11 +357,11 @@ class Handler:
     def health_changed(self) -> None:
         """Steered answers may now be different (health, loads, a latency map): cached
         ones of an older epoch are no longer replayed; static ones stay."""
-        self.state.epoch += 1
+        self.generation.epoch += 1
 
     def _log(self, qlog: QueryLog, client: str, qname: bytes, qtype: int, rcode: int,
              ecs_addr: bytes | None, ecs_source: int | None,
-             sel: tuple[str | None, Choice, int] | None, latency: float) -> None:
+             sel: Sel | None, latency: float) -> None:
         qlog.log(client, ecs_addr, ecs_source, qname, qtype, rcode,
                  sel[0] if sel else None, sel[1].pops if sel else None,
                  sel[2] if sel else None, sel[1].ttl if sel else None, latency,
@@ -441,7 +369,8 @@ class Handler:
 
     # ------------------------------------------------------------------ answers
 
-    def _answer(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes:
+    def _answer(self, st: Generation, q: wd.Query, client: str, tcp: bool,
+                out: Outcome) -> bytes:
         if q.error:
             if q.opcode and self.other_opcode is not None:  # xfr hook (off the hot path)
                 return self.other_opcode(q.data, client, tcp)
@@ -449,7 +378,7 @@ class Handler:
         data = q.data
         if self.signed_query is not None and (data[10] or data[11] > q.edns):
             # xfr hook: an additional record besides OPT, e.g. a TSIG
-            signed = self._signed(st, q, client, tcp)
+            signed = self._signed(st, q, client, tcp, out)
             if signed is not None:
                 return signed
         if q.qclass != 1 and q.qclass != 255:  # IN, or ANY: answered from IN (as Knot, NSD)
@@ -460,16 +389,15 @@ class Handler:
         qkey = q.qname
         if qtype == 16 and qkey.startswith(EXPLAIN_LABEL):
             # Who asks decides the answer (explain or a plain lookup): never packet-cache.
-            self._cacheable = False
-            if st.runtime is not None and st.explain_allowed is not None \
-                    and st.explain_allowed(client):
-                return self._finish(st, q, self._explain(st, q, client), 0, tcp)
+            out.cacheable = False
+            if st.steered and st.explain_allowed is not None and st.explain_allowed(client):
+                return self._finish(st, q, self._explain(st, q, client), 0, tcp, out)
         if qkey in st.dyna:  # a steered name: its template is cached
             t = st.composed.get(qkey + qtype.to_bytes(2, "big"))
             if t is not None and t.__class__ is Template:
                 st.hits += 1
-                done, scope = self._dynamic(st, q, t, client)
-                return self._finish(st, q, done, scope, tcp)
+                done, scope = self._dynamic(st, q, t, client, out)
+                return self._finish(st, q, done, scope, tcp, out)
         found = st.store.find(qkey, qtype)
         cls = found.__class__
         if cls is Direct:
@@ -477,7 +405,7 @@ class Handler:
             blob = found.blob  # type: ignore[union-attr]
             flags = QR | AA | (RD if q.rd else 0)
             if q.edns:
-                opt = self._opt(st, q, 0)
+                opt = self._opt(st, q, 0, out)
                 resp = data[:2] + _HEAD.pack(flags, 1, int.from_bytes(blob[2:4], "big"), 0, 1) \
                     + data[12:q.qend] + blob[4:] + opt
             else:
@@ -496,7 +424,7 @@ class Handler:
             flags = QR | AA | (RD if q.rd else 0) | found.rcode  # type: ignore[union-attr]
             if q.edns:
                 return data[:2] + _HEAD.pack(flags, 1, 0, 1, 1) + data[12:q.qend] + owner \
-                    + tail + self._opt(st, q, 0)
+                    + tail + self._opt(st, q, 0, out)
             return data[:2] + _HEAD.pack(flags, 1, 0, 1, 0) + data[12:q.qend] + owner + tail
         if found is None:
             return error_response(q, dns.rcode.REFUSED, st.udp_size)
@@ -514,25 +442,26 @@ class Handler:
         else:
             st.hits += 1
         if isinstance(r, Template):
-            rendered, scope = self._dynamic(st, q, r, client)
-            return self._finish(st, q, rendered, scope, tcp)
-        return self._finish(st, q, r, 0, tcp)
+            rendered, scope = self._dynamic(st, q, r, client, out)
+            return self._finish(st, q, rendered, scope, tcp, out)
+        return self._finish(st, q, r, 0, tcp, out)
 
-    def _signed(self, st: State, q: wd.Query, client: str, tcp: bool) -> bytes | None:
+    def _signed(self, st: Generation, q: wd.Query, client: str, tcp: bool,
+                out: Outcome) -> bytes | None:
         """xfr hook: the TSIG checked and the answer signed (never packet-cached)."""
         assert self.signed_query is not None
 
         def unsigned(wire: bytes) -> bytes:
             plain = wd.decode(wire)
             assert plain is not None
-            return self._answer(st, plain, client, tcp)
+            return self._answer(st, plain, client, tcp, out)
 
         resp = self.signed_query(q.data, client, tcp, unsigned)
         if resp is not None:
-            self._cacheable = False
+            out.cacheable = False
         return resp
 
-    def _opt(self, st: State, q: wd.Query, scope: int) -> bytes:
+    def _opt(self, st: Generation, q: wd.Query, scope: int, out: Outcome) -> bytes:
         """Our OPT record for ``q``: payload size, DO, the ECS echo with our scope, and the
         NSID and EXPIRE options when asked for."""
         ecs = q.ecs
@@ -552,13 +481,14 @@ class Handler:
                 if seconds is None:
                     seconds = zone.soa[0].expire
                 options += struct.pack("!HHI", 9, 4, max(0, min(seconds, 2**32 - 1)))
-                self._cacheable = False  # a secondary's EXPIRE counts down
+                out.cacheable = False  # a secondary's EXPIRE counts down
         return opt_record(st.udp_size, q.do, 0, options)
 
-    def _finish(self, st: State, q: wd.Query, r: Rendered, scope: int, tcp: bool) -> bytes:
+    def _finish(self, st: Generation, q: wd.Query, r: Rendered, scope: int, tcp: bool,
+                out: Outcome) -> bytes:
         data = q.data
         if q.edns:
-            opt = self._opt(st, q, scope)
+            opt = self._opt(st, q, scope, out)
             resp = data[:2] + r.heads[q.rd * 2 + 1] + data[12:q.qend] + r.body + opt
         else:
             opt = b""
@@ -573,8 +503,8 @@ class Handler:
                 return truncated(q, r, opt)
         return resp
 
-    def _dynamic(self, st: State, q: wd.Query, t: Template,
-                 client: str) -> tuple[Rendered, int]:
+    def _dynamic(self, st: Generation, q: wd.Query, t: Template, client: str,
+                 out: Outcome) -> tuple[Rendered, int]:
         """Finish a DYNA answer for this client from the compiled steering maps."""
         rt = st.runtime
         plan = t.plan
@@ -582,31 +512,31 @@ class Handler:
             return _servfail(), 0
         fam = t.fam
         if fam is None:
-            choice, scope = rt.selector.decide(t.pool, q.qtype, 4, 0, 0, rt.health.snapshot)
+            choice, scope = rt.selector.decide(t.pool, q.qtype, 4, 0, 0, self.health.snapshot)
         elif q.ecs is not None:
             choice, scope = plan.decide(fam, 4 if q.ecs_family == 1 else 6,
                                         int.from_bytes(q.ecs_addr, "big"), q.ecs_source,
-                                        rt.health.snapshot)
+                                        self.health.snapshot)
         else:
             cfam, addr = _source_address(client)
-            choice, scope = plan.decide(fam, cfam, addr, None, rt.health.snapshot)
-            self._cacheable = False  # depends on the source address, not on the bytes
+            choice, scope = plan.decide(fam, cfam, addr, None, self.health.snapshot)
+            out.cacheable = False  # depends on the source address, not on the bytes
         if self.on_answer is not None:
             self.on_answer(t.pool, choice)
         if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
             self._mix_left -= 1
             if self._mix_left <= 0:
                 self._mix_left = self.mix(t.pool, q.data, client)
-        self._sel = (t.pool, choice, scope)
+        out.choice = (t.pool, choice, scope)
         return t.render(q.qtype, choice), scope
 
-    def _explain(self, st: State, q: wd.Query, client: str) -> Rendered:
+    def _explain(self, st: Generation, q: wd.Query, client: str) -> Rendered:
         """`_explain.<name> TXT`: why this client gets what it gets (opt-in, allow-listed)."""
         from geodns.wire.explain import explain_answer
 
         rt = st.runtime
         assert rt is not None
-        return explain_answer(st.store, rt, q, client)
+        return explain_answer(st.store, rt, q, client, self.health.snapshot)
 
 
 def _source_address(client: str) -> tuple[int, int]:

@@ -1,7 +1,8 @@
-"""What the answer path needs besides zones: config, GeoIP database, selector, health.
+"""What is compiled from a config: the GeoIP database and the selector's steering maps.
 
-A config (or GeoIP database) reload builds a new Runtime and swaps it in whole; the
-health snapshot is a separate reference because it changes far more often.
+A Runtime is part of a :class:`~geodns.generation.Generation`; a reload that leaves
+the config and the files it reads alone keeps the old one (compiling takes seconds).
+Health is not in it: the selector is handed the published snapshot per decision.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from geodns.config import Config
 from geodns.geoip.configured import geoip_problems as geoip_problems
 from geodns.geoip.configured import open_configured as open_geoip
 from geodns.geoip.db import GeoDB
-from geodns.health.snapshot import HealthSnapshot
 from geodns.select.selector import Selector
-from geodns.select.types import Selection
 from geodns.traffic.steering import Steering
 from geodns.zones.store import ZoneStore
 
@@ -27,22 +26,19 @@ log = logging.getLogger("geodns")
 # importable from here.
 
 
-class HealthHolder:
-    """The one published health snapshot; replaced by the monitor, read per query."""
-
-    def __init__(self, snapshot: HealthSnapshot | None = None) -> None:
-        self.snapshot = snapshot or HealthSnapshot.all_up()
-
-
 class Runtime:
-    """An immutable pairing of config, GeoIP database and the selector built on them."""
+    """An immutable pairing of config, GeoIP database and the selector built on them.
 
-    def __init__(self, config: Config, geo: GeoDB | None, health: HealthHolder,
-                 steering: Steering | None = None) -> None:
+    ``inputs_key``: the identity of the files besides the config it was compiled from
+    (the ASN database); a reload compares it to decide whether to compile again."""
+
+    __slots__ = ("config", "geo", "inputs_key", "selector")
+
+    def __init__(self, config: Config, geo: GeoDB | None, steering: Steering | None = None,
+                 inputs_key: object = None) -> None:
         self.config = config
         self.geo = geo
-        self.health = health
-        self.inputs_key: object = None  # the input files' identity (see Server._new_runtime)
+        self.inputs_key = inputs_key
         started = time.monotonic()
         # [traffic hook] the selector reads ASN networks, latency maps and spill shares
         # the server's steering keeps (geodns/traffic/steering.py); None: from files
@@ -59,21 +55,12 @@ class Runtime:
                      f"read in {tables.build_seconds:.1f} s" if tables is not None else "-")
 
     @classmethod
-    def load(cls, config: Config, health: HealthHolder | None = None,
-             geo: GeoDB | None = None, steering: Steering | None = None) -> Runtime:
+    def load(cls, config: Config, geo: GeoDB | None = None, steering: Steering | None = None,
+             inputs_key: object = None) -> Runtime:
         """Open the GeoIP database only when some pool needs it (and reuse an open one)."""
         if geo is None and config.pools:
             geo = open_geoip(config)
-        return cls(config, geo, health or HealthHolder(), steering)
-
-    def select(self, pool: str, qtype: int, client: str | bytes,
-               source_prefix: int | None) -> Selection:
-        return self.selector.select(pool, qtype, client, source_prefix, self.health.snapshot)
-
-    def explain_lines(self, pool: str, qtype: int, client: str | bytes,
-                      source_prefix: int | None) -> list[str]:
-        return self.selector.explain(pool, qtype, client, source_prefix,
-                                     self.health.snapshot).lines()
+        return cls(config, geo, steering, inputs_key)
 
     def geo_path(self) -> Path | None:
         return self.geo.path if self.geo is not None else None

@@ -16,9 +16,10 @@ from aiohttp import web
 
 from geodns.config import Config, load_config
 from geodns.defences import Defences
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.health.monitor import HealthMonitor
-from geodns.health.snapshot import HealthSnapshot
+from geodns.health.snapshot import HealthHolder, HealthSnapshot
 from geodns.listeners.tcp import TCPConnections, TCPLimits
 from geodns.listeners.udp import UDPProtocol
 from geodns.ops.backend import ServerBackend
@@ -29,7 +30,7 @@ from geodns.ops.querylog import QueryLog, reopen_logs
 from geodns.ops.serving import ReloadOutcome, ServingView
 from geodns.ops.status import NodeStatus
 from geodns.problems import Problems
-from geodns.runtime import HealthHolder, Runtime, cross_check
+from geodns.runtime import Runtime, cross_check
 from geodns.select.inputs import needs_asn
 from geodns.service import BindError, Service, version
 from geodns.traffic.steering import Steering
@@ -123,35 +124,36 @@ def _fingerprint(paths: list[str]) -> dict[str, FileKey]:
 
 
 class Server:
-    """Owns the sockets, the current State, and the reload/watch tasks."""
+    """Owns the sockets, the reload/watch tasks and the lifecycle.  What is served is
+    one :class:`Generation` (``handler.generation``) swapped whole by :meth:`_install`;
+    ``config``, ``runtime``, ``store`` and ``file_store`` read it."""
 
     def __init__(self, opts: ServeOptions, store: ZoneStore, config: Config | None = None,
                  loader: ZoneLoader | None = None) -> None:
         self.opts = opts
         # Reloads re-read only the zone files that changed (and their $INCLUDEs).
         self.loader = loader or ZoneLoader(opts.zones_dir)
-        self.health = HealthHolder()
-        self.config = config or Config.default()
+        config = config or Config.default()
+        self.health = HealthHolder()  # published apart from the generation
         # [traffic hook] loads, spill, latency maps, answer mix, guards (issue 12)
-        self.steering = Steering(self.config)
-        self.runtime = Runtime.load(self.config, self.health, steering=self.steering)
-        self.runtime.inputs_key = _inputs_key(self.config)
-        self.monitor = self._health_monitor(self.config)
+        self.steering = Steering(config)
+        runtime = Runtime.load(config, steering=self.steering, inputs_key=_inputs_key(config))
+        self.monitor = self._health_monitor(config)
         self.health.snapshot = self.monitor.snapshot
         self.metrics = Metrics(version=version())
-        self.qlog = self._query_log(QueryLog)
-        # xfr hook: zone transfers.  file_store holds the zones read from files; the
-        # served store adds the secondary zones (geodns.xfr.service.merge_zones).
-        self.file_store = store
-        self.xfr = self._xfr_service()
-        store = self._first_store(store)
-        self.handler = Handler(self.make_state(store, self.runtime),
+        self.qlog = self._query_log(QueryLog, config)
+        # xfr hook: zone transfers.  The generation's files are the zones read from
+        # files; its store adds the secondary zones (geodns.xfr.service.merge_zones).
+        self.xfr = self._xfr_service(config)
+        served = self._first_store(store, config)
+        self.handler = Handler(self.make_generation(runtime, store, served),
                                on_answer=self.metrics.on_answer, metrics=self.metrics,
-                               qlog=self.qlog)
+                               qlog=self.qlog, health=self.health)
         self.handler.other_opcode = self.xfr.other_opcode  # xfr hook: NOTIFY, UPDATE, ...
         self.handler.signed_query = self.xfr.signed_query  # xfr hook: TSIG on queries
         self.handler.expire_of = self.xfr.expire_remaining  # xfr hook: EDNS EXPIRE
-        self.metrics.cache_source = lambda: (self.handler.state.hits, self.handler.state.misses)
+        self.metrics.cache_source = lambda: (self.handler.generation.hits,
+                                             self.handler.generation.misses)
         # [operator hooks] service manager / privileges, and dnstap (wraps handler.handle)
         self.service = opts.service or Service()
         self.dnstap = self._dnstap(Dnstap)
@@ -175,9 +177,25 @@ class Server:
         self._loaded_files = self._fingerprint()  # what the watcher compares against
         self.last_reload_error: list[str] = []
 
+    # What is served, all read through the one reference (handler.generation).
+    @property
+    def config(self) -> Config:
+        return self.handler.generation.config
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime = self.handler.generation.runtime
+        assert runtime is not None  # a server's generations always carry one
+        return runtime
+
     @property
     def store(self) -> ZoneStore:
-        return self.handler.state.store
+        return self.handler.generation.store
+
+    @property
+    def file_store(self) -> ZoneStore:
+        """The zones read from files (the store adds the secondary zones)."""
+        return self.handler.generation.files
 
     # [refactor hook] geodns.ops.serving.Serving: what the control side may read and ask
     def view(self) -> ServingView:
@@ -202,12 +220,12 @@ class Server:
         return ServerBackend(self, self.metrics, self.monitor, dnstap=self.dnstap,
                              steering=self.steering)  # [traffic hook] steering=
 
-    def _xfr_service(self) -> XfrService:
-        return XfrService(self.config, self._install_secondary, self.metrics)
+    def _xfr_service(self, config: Config) -> XfrService:
+        return XfrService(config, self._install_secondary, self.metrics)
 
-    def _first_store(self, files: ZoneStore) -> ZoneStore:
+    def _first_store(self, files: ZoneStore, config: Config) -> ZoneStore:
         """The store served at start: the file zones plus the kept secondary copies."""
-        return self.xfr.fitted_store(files, lambda s: cross_check(s, self.config))
+        return self.xfr.fitted_store(files, lambda s: cross_check(s, config))
 
     def _health_changed(self, snapshot: HealthSnapshot) -> None:
         # The selector keys its decisions on the snapshot's cache token and rendered
@@ -216,11 +234,12 @@ class Server:
         self.handler.health_changed()
         self.backend.on_health(snapshot)
 
-    def _install(self, state: State) -> None:
-        old = self.handler.state
-        self.handler.state = state
+    def _install(self, generation: Generation) -> None:
+        """Serve ``generation`` from the next query on: the one swap of a reload."""
+        old = self.handler.generation
+        self.handler.generation = generation
         self.metrics.cache_retired(old.hits, old.misses)
-        gone = [z for z in old.store.zones.values() if z not in state.store.zones.values()]
+        gone = [z for z in old.store.zones.values() if z not in generation.store.zones.values()]
         if gone:  # freeing a big zone takes tens of ms: not on the serving loop
             asyncio.get_running_loop().run_in_executor(None, retire_zones, gone)
 
@@ -234,15 +253,17 @@ class Server:
         problems = cross_check(store, self.config)
         if problems:
             return problems
-        self._install(self.make_state(store, self.runtime))
+        self._install(self.make_generation(self.runtime, self.file_store, store))
         self.xfr.loaded(store)
         return []
 
-    def make_state(self, store: ZoneStore, runtime: Runtime) -> State:
+    def make_generation(self, runtime: Runtime, files: ZoneStore,
+                        store: ZoneStore) -> Generation:
         server = runtime.config.server
-        return State(store, self.opts.udp_size, runtime=runtime,
-                     explain_allowed=runtime.config.explain.allows,
-                     additional=not server.minimal_responses, nsid=server.nsid)
+        return Generation(store, self.opts.udp_size, runtime=runtime,
+                          explain_allowed=runtime.config.explain.allows,
+                          additional=not server.minimal_responses, nsid=server.nsid,
+                          files=files)
 
     def _load_config(self) -> Config:
         if self.opts.config_path is None:
@@ -260,9 +281,8 @@ class Server:
         if config == old.config and inputs == old.inputs_key and \
                 (geo is not None or not config.pools):
             return old
-        runtime = Runtime.load(config, self.health, geo, steering=self.steering)  # [traffic]
-        runtime.inputs_key = inputs
-        return runtime
+        return Runtime.load(config, geo, steering=self.steering,  # [traffic hook]
+                            inputs_key=inputs)
 
     def acquire(self, copies: int) -> list[Listener]:
         """Our listening sockets: the running server's (``--replace``) plus new ones,
@@ -342,7 +362,7 @@ class Server:
                 return self._reload_failed(reason, exc.problems)
             except Exception as exc:  # the last line of defence: never lose the old state
                 return self._reload_failed(reason, [f"{type(exc).__name__}: {exc}"])
-            self._adopt(config, runtime, files, store)
+            self._adopt(runtime, files, store)
             self.last_reload_error = []
             self.backend.on_reloaded(True, reason)  # [operator hook] logs the reload event
             self.service.reloaded(True, f"serving {len(self.store.zones)} zones")
@@ -352,17 +372,16 @@ class Server:
         reopen_logs()  # [refactor hook] logrotate's postrotate may send SIGHUP too
         asyncio.get_running_loop().create_task(self.reload("SIGHUP"))
 
-    def _adopt(self, config: Config, runtime: Runtime, files: ZoneStore,
-               store: ZoneStore) -> None:
-        """Serve a checked config, its runtime and these zones from now on."""
+    def _adopt(self, runtime: Runtime, files: ZoneStore, store: ZoneStore) -> None:
+        """Serve a checked runtime (config and what is compiled from it) and these zones
+        from now on."""
+        config = runtime.config
         if config.server != self.config.server:
             log.warning("reload: [server] settings (listeners, sizes, control API) changed; "
                         "they take effect at the next restart")
-        self.config, self.runtime = config, runtime
-        self.file_store = files
         if self.xfr.update_config(config):  # xfr hook: secondary zones added/removed
             store = self.xfr.fitted_store(files, lambda s: cross_check(s, config))
-        self._install(self.make_state(store, runtime))
+        self._install(self.make_generation(runtime, files, store))
         self.xfr.loaded(store)
         self.handler.guard = Defences.build(config, self.metrics, self.handler.guard)
         self.monitor.update_config(config)
@@ -468,9 +487,9 @@ class Server:
         if self.dnstap is not None:  # [operator hook]
             await self.dnstap.stop()
 
-    def _query_log(self, kind: type[QueryLog]) -> QueryLog | None:
+    def _query_log(self, kind: type[QueryLog], config: Config) -> QueryLog | None:
         """The query log (a worker's ships its lines to the supervisor's)."""
-        ql = self.config.querylog
+        ql = config.querylog
         return kind(ql.path, sample=ql.sample, max_bytes=ql.max_bytes, keep=ql.keep,
                     queue_size=ql.queue, metrics=self.metrics) if ql.path else None
 

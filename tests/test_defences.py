@@ -11,7 +11,8 @@ import dns.rcode
 
 from geodns.config import parse_config
 from geodns.defences import Defences
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.ops.metrics import Metrics
 from geodns.zones.store import build_store, read_zone_dir
 from tests.helpers.paths import DATA_DIR, REPO_ROOT
@@ -24,7 +25,7 @@ SECRET = "[cookies]\nsecret = \"e5e973e5a6b2a43f48e7dc849e37bfcf\"\n"
 
 def handler(config: str, store: object = STORE) -> tuple[Handler, Metrics]:
     metrics = Metrics()
-    h = Handler(State(store), metrics=metrics)  # type: ignore[arg-type]
+    h = Handler(Generation(store), metrics=metrics)  # type: ignore[arg-type]
     h.guard = Defences.build(parse_config(config, "t.toml"), metrics)
     return h, metrics
 
@@ -74,7 +75,7 @@ def test_cached_answers_count_against_the_account() -> None:
     h, m = handler(RRL.format(slip=2) + "[cookies]\nenabled = false\n")
     got = kinds(send(h, query(), 8))
     assert got == ["A"] * 3 + ["-", "TC"] * 2 + ["-"]
-    assert h.state.hits >= 6  # answered from the packet cache, limited all the same
+    assert h.generation.hits >= 6  # answered from the packet cache, limited all the same
     assert m.rrl == {("dropped", 0): 3, ("slipped", 0): 2}
     sent = sum(n for (t, _, _), n in m.queries.items() if t == "udp")
     assert sent == 5  # dropped responses are not counted as sent
@@ -84,11 +85,11 @@ def test_without_the_packet_cache_too() -> None:
     h, _ = handler(RRL.format(slip=0) + "[cookies]\nenabled = false\n")
     got = []
     for _ in range(5):
-        for cache in h.state.packets:
+        for cache in h.generation.packets:
             cache.clear()  # every answer built afresh
         got += kinds(send(h, query(), 1))
     assert got == ["A"] * 3 + ["-"] * 2
-    assert h.state.hits == 0
+    assert h.generation.hits == 0
 
 
 def test_tcp_is_never_limited_and_other_clients_are_unaffected() -> None:
@@ -139,7 +140,7 @@ def test_cookie_answers_stay_out_of_the_packet_cache() -> None:
     h, _ = handler(SECRET)
     wire = query(cookie=bytes(range(8)))
     send(h, wire, 3)
-    assert not h.state.packets[False]
+    assert not h.generation.packets[False]
     a = send(h, wire, 1, client="192.0.2.1")[0]
     b = send(h, wire, 1, client="192.0.2.2")[0]
     assert a is not None and b is not None and cookie_of(a) != cookie_of(b)  # per address

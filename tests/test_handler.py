@@ -13,7 +13,8 @@ import dns.message
 import pytest
 
 from geodns.config import load_config
-from geodns.handler import GenCache, Handler, State
+from geodns.generation import GenCache, Generation
+from geodns.handler import Handler
 from geodns.runtime import Runtime
 from geodns.zones.loader import ZoneLoader
 from tests.helpers.paths import REPO_ROOT
@@ -26,7 +27,7 @@ def runtime() -> Runtime:
 
 
 def handler(runtime: Runtime) -> Handler:
-    return Handler(State(ZoneLoader(str(REPO_ROOT / "zones")).load(), runtime=runtime))
+    return Handler(Generation(ZoneLoader(str(REPO_ROOT / "zones")).load(), runtime=runtime))
 
 
 def ecs_query(client: str, prefix: int, name: str = "www.example.com.", qtype: str = "A",
@@ -66,7 +67,7 @@ class NoCache(GenCache):
 def _long_way(runtime: Runtime) -> Handler:
     """A handler whose shortcuts are off: no packet cache, no query shapes."""
     h = handler(runtime)
-    h.state.packets = (NoCache(0), NoCache(0))
+    h.generation.packets = (NoCache(0), NoCache(0))
     h._learn_shape = lambda *a: None  # type: ignore[method-assign]
     return h
 
@@ -95,8 +96,8 @@ def test_query_shapes_answer_like_the_long_way(runtime: Runtime) -> None:
             wire = ecs_query(str(net.network_address), prefix, **kw)  # type: ignore[arg-type]
             _same(fast.handle(wire, "127.0.0.1", False), slow.handle(wire, "127.0.0.1", False))
             _same(fast.handle(wire, "127.0.0.1", True), slow.handle(wire, "127.0.0.1", True))
-    assert fast.state.shape_lens  # the shortcut was taken
-    assert fast.state.hits > len(variants) * len(clients)
+    assert fast.generation.shape_lens  # the shortcut was taken
+    assert fast.generation.hits > len(variants) * len(clients)
 
 
 def test_shapes_follow_health_changes(runtime: Runtime) -> None:
@@ -106,14 +107,10 @@ def test_shapes_follow_health_changes(runtime: Runtime) -> None:
         assert "192.0.2.20" in str(dns.message.from_wire(h.handle(london, "127.0.0.1", False)
                                                          or b"").answer)
     other = ecs_query("81.2.68.0", 24)  # same shape, another address
-    before = runtime.health.snapshot
-    try:
-        runtime.health.snapshot = before.with_override("fra", "down")
-        for wire in (london, other):
-            got = dns.message.from_wire(h.handle(wire, "127.0.0.1", False) or b"")
-            assert "192.0.2.20" not in str(got.answer), "a cached answer outlived the health"
-    finally:
-        runtime.health.snapshot = before
+    h.health.snapshot = h.health.snapshot.with_override("fra", "down")
+    for wire in (london, other):
+        got = dns.message.from_wire(h.handle(wire, "127.0.0.1", False) or b"")
+        assert "192.0.2.20" not in str(got.answer), "a cached answer outlived the health"
 
 
 def test_query_log_keeps_the_packet_cache(runtime: Runtime, tmp_path: Path) -> None:
@@ -136,7 +133,7 @@ def test_query_log_keeps_the_packet_cache(runtime: Runtime, tmp_path: Path) -> N
     for _ in range(5):
         h.handle(static, "127.0.0.1", False)
         h.handle(steered, "127.0.0.1", False)
-    assert h.state.hits >= 6  # served from the caches ...
+    assert h.generation.hits >= 6  # served from the caches ...
     lines = h.qlog.lines  # type: ignore[attr-defined]
     assert len(lines) == 10  # ... and every query logged, cached or not
     pools = {line[6] for line in lines}

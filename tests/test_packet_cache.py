@@ -7,7 +7,8 @@ import dns.flags
 import dns.message
 
 from geodns.config import load_config
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.runtime import Runtime
 from geodns.zones.store import build_store, read_zone_dir
 from tests.helpers.paths import REPO_ROOT
@@ -18,7 +19,7 @@ def make_handler() -> tuple[Handler, Runtime]:
     config = load_config(REPO_ROOT / "geodns.toml")
     runtime = Runtime.load(config)
     store = build_store(read_zone_dir(str(REPO_ROOT / "zones")))
-    return Handler(State(store, runtime=runtime)), runtime
+    return Handler(Generation(store, runtime=runtime)), runtime
 
 
 def answer(h: Handler, wire: bytes, client: str) -> list[str]:
@@ -42,18 +43,18 @@ def test_ecs_answers_are_replayed_and_forgotten_on_health_change() -> None:
                                options=[dns.edns.ECSOption("81.2.69.0", 24)])
     wire = q.to_wire()
     assert answer(h, wire, "127.0.0.1") == ["192.0.2.20"]
-    hits = h.state.hits
+    hits = h.generation.hits
     again = h.handle(b"\x12\x34" + wire[2:], "127.0.0.1", False)
     assert again is not None and again[:2] == b"\x12\x34"  # the client's own ID
-    assert h.state.hits == hits + 1
-    runtime.health.snapshot = runtime.health.snapshot.with_override("fra", "down")
+    assert h.generation.hits == hits + 1
+    h.health.snapshot = h.health.snapshot.with_override("fra", "down")
     h.health_changed()
     assert answer(h, wire, "127.0.0.1") == ["192.0.2.10"]  # next nearest: iad
 
 
 def test_udp_and_tcp_are_cached_apart() -> None:
     store = build_store(read_zone_dir(str(REPO_ROOT / "tests" / "data" / "lookup")))
-    h = Handler(State(store))
+    h = Handler(Generation(store))
     wire = dns.message.make_query("big.lookup.test.", "TXT").to_wire()  # no EDNS: 512 bytes
     for _ in range(2):  # the second round is served from the packet cache
         udp = h.handle(wire, "127.0.0.1", False)

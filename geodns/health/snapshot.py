@@ -146,3 +146,15 @@ class HealthSnapshot:
         else:
             over[key] = state
         return self.evolve(overrides=over)
+
+
+class HealthHolder:
+    """The one published health snapshot: the monitor (or a worker's supervisor) replaces
+    it whole, the handler and the steering side read it per decision.  It lives beside
+    the served :class:`~geodns.generation.Generation`, not in it, because it changes
+    far more often than zones or config."""
+
+    __slots__ = ("snapshot",)
+
+    def __init__(self, snapshot: HealthSnapshot | None = None) -> None:
+        self.snapshot = snapshot or HealthSnapshot.all_up()

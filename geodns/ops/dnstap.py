@@ -34,6 +34,8 @@ import fstrm
 from dnstap_pb import dnstap_pb2 as pb
 
 from geodns.config import DnstapConfig
+from geodns.handler import HandleFn as Answer
+from geodns.handler import Outcome
 from geodns.ops.metrics import Metrics
 
 __all__ = ["CONTENT_TYPE", "Dnstap", "Encoder"]
@@ -146,25 +148,25 @@ class Dnstap:
 
     # --- query path -------------------------------------------------------------------
 
-    def wrap(self, inner: HandleFn) -> HandleFn:
+    def wrap(self, inner: Answer) -> HandleFn:
         """``handle`` with dnstap: the answer first, then an O(1) append (when sampled)."""
         queue = self._queue
         limit = self.queue_size
         rate = self.sample
         clock = time.time_ns
-        owner = getattr(inner, "__self__", None)  # the Handler: its last steered choice
 
         def handle(data: bytes, client: str, tcp: bool) -> bytes | None:
             if rate < 1.0:
                 acc = self._acc + rate
                 if acc < _ONE:
                     self._acc = acc
-                    return inner(data, client, tcp)
+                    return inner(data, client, tcp, None)
                 self._acc = acc - 1.0
             t0 = clock()
-            resp = inner(data, client, tcp)
+            out = Outcome()  # the steered choice: its arm and fence go in ``extra``
+            resp = inner(data, client, tcp, out)
             if len(queue) < limit and not self._stopping:
-                sel = owner._sel if owner is not None else None
+                sel = out.choice
                 queue.append((t0, clock(), data, resp, client, tcp,
                               _extra(sel[1]) if sel is not None else None))
             else:

@@ -109,11 +109,12 @@ class Steering:
                runtime: Callable[[], Any], control: bool = True) -> None:
         """Wire into a server: the handler's mix hook and packet-cache flush, the
         overrides' guard, the metrics registry, and where the live selector and
-        health snapshot are (``runtime()`` is the server's current Runtime).
+        health snapshot are (``runtime()`` is the server's current Runtime; the
+        snapshot is the one the handler answers with).
         ``control``: the control API runs (dry runs and ``simulate --from`` read the
         mix); without it the mix is sampled only while some pool has guards."""
         self.selector_of = lambda: runtime().selector
-        self.health_of = lambda: runtime().health.snapshot
+        self.health_of = lambda: handler.health.snapshot
         self.on_answers_changed = handler.health_changed
         self._handler, self._control = handler, control
         monitor.overrides.guard = self.guard

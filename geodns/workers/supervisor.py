@@ -35,7 +35,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from geodns.config import Config
-from geodns.handler import State
+from geodns.generation import Generation
 from geodns.health.monitor import HealthMonitor
 from geodns.health.snapshot import HealthSnapshot
 from geodns.ops.status import NodeStatus, ProberStatus, WorkerStatus
@@ -495,10 +495,10 @@ class Supervisor(Server):
         return {origin: st.expires_at for origin, st in self.xfr.secondary.zones.items()
                 if st.expires_at is not None}
 
-    def _install(self, state: State) -> None:
-        super()._install(state)
+    def _install(self, generation: Generation) -> None:
+        super()._install(generation)
         if self._ship is None:  # still starting: the workers' init carries it
-            self._shipped = dict(state.store.zones)
+            self._shipped = dict(generation.store.zones)
             self._sent_runtime = self.runtime
             return
         self.generation += 1
@@ -506,7 +506,7 @@ class Supervisor(Server):
         # file changed): only then do the workers compile their steering maps again.
         config = self.config if self.runtime is not self._sent_runtime else None
         self._sent_runtime = self.runtime
-        self._ship.put_nowait((self.generation, state.store, config))
+        self._ship.put_nowait((self.generation, generation.store, config))
 
     async def _shipper(self) -> None:
         """Send each new generation to every worker, in order (packing off the loop).

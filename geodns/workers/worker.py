@@ -145,14 +145,14 @@ class WorkerServer(Server):
         assert isinstance(self.xfr, WorkerXfr)
         return self.xfr
 
-    def _xfr_service(self) -> Any:
-        return WorkerXfr(self.config, self.channel, lambda w, p, t: self.handler.handle(w, p, t))
+    def _xfr_service(self, config: Config) -> Any:
+        return WorkerXfr(config, self.channel, lambda w, p, t: self.handler.handle(w, p, t))
 
-    def _first_store(self, files: ZoneStore) -> ZoneStore:
+    def _first_store(self, files: ZoneStore, config: Config) -> ZoneStore:
         return files
 
-    def _query_log(self, kind: type[QueryLog]) -> QueryLog | None:
-        return super()._query_log(ShippedQueryLog)
+    def _query_log(self, kind: type[QueryLog], config: Config) -> QueryLog | None:
+        return super()._query_log(ShippedQueryLog, config)
 
     def _dnstap(self, kind: type[Dnstap]) -> Dnstap | None:
         return super()._dnstap(ShippedDnstap)
@@ -197,7 +197,7 @@ class WorkerServer(Server):
                     loop = asyncio.get_running_loop()
                     runtime = await loop.run_in_executor(None, self._new_runtime, config)
                 self.xfr_hooks().expires = expires
-                self._adopt(config or self.config, runtime, store, store)
+                self._adopt(runtime, store, store)
             except Problems as exc:
                 self.channel.send("applied", generation, False, exc.problems)
                 return

@@ -251,7 +251,7 @@ class Inner:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self, data: bytes, client: str, tcp: bool) -> bytes | None:
+    def __call__(self, data: bytes, client: str, tcp: bool, out: object = None) -> bytes | None:
         self.calls += 1
         return b"R" + data
 

@@ -10,7 +10,8 @@ import dns.message
 import dns.rcode
 
 from geodns.config import load_config
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.runtime import Runtime
 from geodns.zones.store import build_store, read_zone_dir
 from tests.helpers.paths import REPO_ROOT
@@ -71,7 +72,7 @@ def test_explain_is_only_for_allowed_clients() -> None:
     config = load_config(CONFIG)
     runtime = Runtime.load(config)
     store = build_store(read_zone_dir(str(REPO_ROOT / "zones")))
-    h = Handler(State(store, runtime=runtime, explain_allowed=config.explain.allows))
+    h = Handler(Generation(store, runtime=runtime, explain_allowed=config.explain.allows))
     wire = dns.message.make_query("_explain.www.example.com.", "TXT").to_wire()
     outside = h.handle(wire, "198.51.100.7", True)  # first, so a cached answer would leak
     inside = h.handle(wire, "127.0.0.1", True)

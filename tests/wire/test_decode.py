@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.wire import decode as wd
 from geodns.zones.store import ZoneStore
 from tests.helpers.packets import ecs_option
 from tests.helpers.wirecheck import dnslib_check
 
-HANDLER = Handler(State(ZoneStore([])))
+HANDLER = Handler(Generation(ZoneStore([])))
 
 
 @settings(max_examples=3000, deadline=None)

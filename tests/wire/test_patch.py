@@ -7,7 +7,8 @@ import dns.flags
 import dns.message
 import dns.rcode
 
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.wire.patch import opt_offset, question_end, truncated, with_option
 from geodns.zones.store import build_store, read_zone_dir
 from tests.helpers.paths import DATA_DIR, REPO_ROOT
@@ -20,7 +21,7 @@ COOKIE = bytes(range(24))
 
 def respond(store: object, name: str, qtype: str = "A", **kw: object) -> bytes:
     q = dns.message.make_query(name, qtype, **kw)  # type: ignore[arg-type]
-    resp = Handler(State(store)).handle(q.to_wire(), "127.0.0.1", True)  # type: ignore[arg-type]
+    resp = Handler(Generation(store)).handle(q.to_wire(), "127.0.0.1", True)  # type: ignore[arg-type]
     assert resp is not None
     return resp
 

@@ -13,7 +13,8 @@ import dns.tsig
 import pytest
 
 from geodns.config import Config, parse_config
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.xfr.service import XfrService
 from tests.xfr.zones import ORIGIN, store
 
@@ -30,7 +31,7 @@ def config() -> Config:
 
 @pytest.fixture
 def handler() -> Handler:
-    h = Handler(State(store(1)))
+    h = Handler(Generation(store(1)))
     service = XfrService(config(), install=lambda zones: [])
     h.signed_query = service.signed_query
     h.other_opcode = service.other_opcode
@@ -54,7 +55,7 @@ def test_signed_query_gets_a_signed_answer(handler: Handler, tcp: bool, edns: bo
     assert r.had_tsig and r.rcode() == dns.rcode.NOERROR
     assert r.answer[0][0].serial == 1
     assert (r.edns >= 0) is edns
-    assert not any(handler.state.packets)  # never packet-cached
+    assert not any(handler.generation.packets)  # never packet-cached
 
 
 @pytest.mark.parametrize(("key", "error"), [(WRONG, dns.rcode.BADSIG),
@@ -98,4 +99,4 @@ def test_plain_queries_do_not_take_the_signed_path(handler: Handler) -> None:
             wire = handler.handle(q.to_wire(), "127.0.0.1", False)
             assert wire is not None and dns.message.from_wire(wire).rcode() == dns.rcode.NOERROR
     assert calls == []
-    assert handler.state.packets[0]  # cached as before
+    assert handler.generation.packets[0]  # cached as before

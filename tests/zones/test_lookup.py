@@ -10,7 +10,8 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from geodns.handler import Handler, State
+from geodns.generation import Generation
+from geodns.handler import Handler
 from geodns.zones.store import build_store, read_zone_dir
 from tests.helpers.wirecheck import dnslib_check
 
@@ -19,7 +20,7 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "lookup"
 
 @pytest.fixture(scope="module")
 def handler() -> Handler:
-    return Handler(State(build_store(read_zone_dir(str(DATA)))))
+    return Handler(Generation(build_store(read_zone_dir(str(DATA)))))
 
 
 def ask(handler: Handler, qname: str, qtype: str, **kw: object) -> dns.message.Message:
