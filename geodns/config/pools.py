@@ -47,7 +47,9 @@ _POP_KEYS: Final = ("lat", "lon", "ipv4", "ipv6", "cname", "weight", "health", "
                      "load", "load_key")
 _POOL_COMMON: Final = ("strategy", "ttl", "ttl_on_failure", "answers", "all_down", "pops",
                        *SPILL_KEYS, *GUARD_KEYS, *ARM_KEYS)
-_POOL_EXTRA: Final[dict[str, tuple[str, ...]]] = {
+# The keys each strategy takes besides the common ones.  What a strategy does with them
+# lives in geodns/select/strategies.py (one class per strategy, the same names).
+STRATEGY_OPTIONS: Final[dict[str, tuple[str, ...]]] = {
     "geo": ("continent", "country", "subdivision", "nets", "asn", "default"),
     "nearest": ("default",),
     "failover": (),
@@ -196,7 +198,7 @@ def _nets(v: _Validator, ctx: _PoolCtx, tbl: Mapping[str, Any],
 
 
 _FALLBACK_EXTRA: Final = tuple(dict.fromkeys(
-    k for s in FALLBACK_STRATEGIES for k in _POOL_EXTRA[s]))
+    k for s in FALLBACK_STRATEGIES for k in STRATEGY_OPTIONS[s]))
 
 
 def _kind(tbl: Mapping[str, Any], strategy: str) -> str | None:
@@ -216,12 +218,12 @@ def _pool(v: _Validator, name: str, raw: object, ctx: _PoolCtx) -> Pool | None:
     named = _name_ok(v, path, name, "pool")
     strategy = v.string(tbl, "strategy", path, _MISSING, STRATEGIES)
     if strategy is None:
-        every = _POOL_COMMON + tuple({k for e in _POOL_EXTRA.values() for k in e})
+        every = _POOL_COMMON + tuple({k for e in STRATEGY_OPTIONS.values() for k in e})
         v.keys(tbl, path, every)
         return None
     kind = _kind(tbl, strategy)  # latency: its fallback decides the other keys
-    v.keys(tbl, path, _POOL_COMMON + _POOL_EXTRA[strategy] + (
-        () if kind == strategy else _POOL_EXTRA[kind] if kind else _FALLBACK_EXTRA),
+    v.keys(tbl, path, _POOL_COMMON + STRATEGY_OPTIONS[strategy] + (
+        () if kind == strategy else STRATEGY_OPTIONS[kind] if kind else _FALLBACK_EXTRA),
         f" for strategy {strategy!r}" + (f" with fallback {kind!r}" if kind != strategy
                                          and kind else ""))
     kind = kind or "nearest"

@@ -32,7 +32,6 @@ from geodns.geoip.asn_tables import AsnTables
 from geodns.geoip.tables import GeoTables
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.arms import ARM_UNIT, arm_cuts, arm_index, arm_point, arm_seed
-from geodns.select.compile import NO_LOCATION_RULE, compile_geo, compile_nearest
 from geodns.select.fences import PoolFences, cut_entry, fence_maps
 from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.latency import (
@@ -53,16 +52,15 @@ from geodns.select.maps import (
     widest_block,
 )
 from geodns.select.spill import SPILL_UNIT, SpillAnswer, SpillHolder, SpillState
+from geodns.select.strategies import V4_IN_V6, WEIGHTED_PREFIX, strategy_of
 from geodns.select.types import Kind, Selection
 
-__all__ = ["FAM_CNAME", "WEIGHTED_PREFIX", "Answer", "Maps", "Plan", "kind_of"]
+__all__ = ["FAM_CNAME", "V4_IN_V6", "WEIGHTED_PREFIX", "Answer", "Maps", "Plan"]
 
 QTYPE_A: Final = 1
 QTYPE_AAAA: Final = 28
 FAM_CNAME: Final = 0  # family key of CNAME pools: the answer is the same for every qtype
-WEIGHTED_PREFIX: Final = SPILL_UNIT  # stickiness unit of weighted pools: /24, /56
 _UNLIMITED: Final = 1 << 30
-V4_IN_V6: Final = -4  # map key: IPv4 space reached from IPv6 clients (without IPv4 nets)
 _CACHED_TOKENS: Final = 4  # health snapshots whose answers a plan keeps (live + what-ifs)
 
 
@@ -104,13 +102,6 @@ class Maps(dict[int, RankingMap]):
         self.open = dict(open_maps)
 
 
-def kind_of(pool: Pool) -> str:
-    """The strategy whose rules rank a pool's clients (a latency pool's fallback)."""
-    if pool.strategy == "latency":
-        return pool.fallback or "nearest"
-    return pool.strategy
-
-
 class Plan:
     """One pool: its options, compiled ranking maps and per-health caches."""
 
@@ -121,7 +112,8 @@ class Plan:
         self.pool = pool
         self.name = pool.name
         self.strategy = pool.strategy
-        self.kind = kind_of(pool)
+        self.how = strategy_of(pool)  # what ranks (a latency pool's fallback)
+        self.kind = self.how.name
         self.ttl = pool.ttl
         self.ttl_fail = pool.ttl_on_failure
         self.want = pool.answers if pool.answers is not None else _UNLIMITED
@@ -131,7 +123,7 @@ class Plan:
         self.cname_mode = bool(refs) and all(self.pops[p].cname is not None for p in refs)
         self.addrs: dict[str, dict[int, tuple[str, ...]]] = {
             p: {4: pop.ipv4, 6: pop.ipv6} for p, pop in self.pops.items()}
-        self.order = Ranking("fixed order" if self.kind != "all" else "all POPs", pool.pops)
+        self.order = Ranking(self.how.order_rule, pool.pops)
         self.default = Ranking("default", pool.default or pool.pops)
         self.weighted = tuple((p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops)
         self.spill = spill if pool.spill else None
@@ -139,18 +131,11 @@ class Plan:
         self.label: str | None = None  # the arm this plan answers as (views of arm pools)
         self.allowed: frozenset[str] | None = None  # an arm's POPs (views)
         self.views: list[Plan] = []  # arm views that share these maps
-        self.base_maps: dict[int, RankingMap] = {}
-        if self.kind == "geo":
-            self.base_maps[4], base4 = compile_geo(pool, tables, 4, asn)
-            self.base_maps[6], _ = compile_geo(pool, tables, 6, asn)
-            if base4 is not self.base_maps[4]:
-                self.base_maps[V4_IN_V6] = base4  # IPv4 inside IPv6: no IPv4 nets rules
-        elif self.kind == "nearest":
-            self.base_maps = {f: compile_nearest(pool, config, tables, f) for f in (4, 6)}
-        elif self.strategy == "latency" or fences is not None:
-            # failover or weighted outside a latency map, or a fenced pool that would
-            # answer everyone alike but for its fences
-            entry: Entry = Hashed() if self.kind == "weighted" else self.order
+        self.base_maps: dict[int, RankingMap] = self.how.compile(self, config, tables, asn)
+        if not self.base_maps and (self.strategy == "latency" or fences is not None):
+            # a strategy without maps under a latency map, or a fenced pool that would
+            # answer everyone alike but for its fences: one interval
+            entry: Entry = self.how.flat_entry(self)
             self.base_maps = {f: RankingMap.single(f, entry) for f in (4, 6)}
         self.base_served = self._fenced(self.base_maps)
         self.maps: dict[int, RankingMap] = self.base_served
@@ -160,7 +145,7 @@ class Plan:
         self.latency_maps: dict[int, RankingMap] = {}
         self.latency_stale = True
         self.compiled_from: object = None  # the LatencyMap the latency maps come from
-        self.unknown = self._unknown_ranking()
+        self.unknown = self.how.unknown(self)  # a client that gave no address
         self._reset()
         if latency is not None and self.strategy == "latency":
             maps, choices, incumbents = self.compile_latency(latency)
@@ -185,16 +170,6 @@ class Plan:
         if self.fences is None or not open_maps:
             return open_maps
         return fence_maps(open_maps, self.fences, self.weighted)
-
-    def _unknown_ranking(self) -> Ranking:
-        """The ranking of a client that gave no usable address (ECS source /0)."""
-        if self.kind == "geo":
-            return self.default
-        if self.kind == "nearest":
-            return Ranking(NO_LOCATION_RULE, self.default.pops)
-        if self.kind == "weighted":
-            return Ranking("weighted hash of 0/0", hrw_rank(0, self.weighted))
-        return self.order
 
     def family(self, qtype: int) -> int | None:
         """Family key for ``qtype``: 4, 6, FAM_CNAME, or None (no data of that type)."""
@@ -378,7 +353,7 @@ class Plan:
         if fam in self._fixed:
             fixed = self._fixed[fam]
         else:
-            fixed = self._fixed[fam] = self._untailored(fam, health)
+            fixed = self._fixed[fam] = self.how.untailored(self, fam, health)
         if fixed is not None:
             if fixed.__class__ is SpillAnswer:
                 return cast(SpillAnswer, fixed).pick(cfam, addr), SPILL_UNIT[cfam]
@@ -487,18 +462,6 @@ class Plan:
                                     health, fence))
         cuts[-1] = 1.0
         return SpillAnswer(base, pop, min(1.0, share), tuple(cuts), tuple(alts), receivers)
-
-    def _untailored(self, fam: int, health: HealthSnapshot) -> Answer | SpillAnswer | None:
-        """The answer when no client can get another one, else None (weighted pools:
-        at most one candidate, or nothing up and a policy that ignores the ranking).
-        A SpillAnswer: the same for everyone but the client's hash."""
-        if self.kind != "weighted":
-            return self.resolved(fam, self.order.pops, health)
-        full = self.answer(fam, self.order.pops, health)
-        cands = [p for p in self.order.pops if self.eligible(p, fam)]
-        if len(cands) <= 1 or (full.all_down and self.all_down != "fail_open"):
-            return full
-        return None
 
     # ------------------------------------------------------------------ health
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from typing import Final
 
 from geodns.config import Config
@@ -37,12 +36,11 @@ from geodns.select.compile import NEAREST_RULE, distances_km
 from geodns.select.explain import AddressInfo, CandidateInfo, Explanation
 from geodns.select.fence_check import empty_cuts
 from geodns.select.fences import FenceIndex
-from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.inputs import Inputs, load_inputs
-from geodns.select.latency import RULE_PREFIX
 from geodns.select.maps import Alias, Entry, Hashed, Ranking, RankingMap
-from geodns.select.plan import FAM_CNAME, V4_IN_V6, WEIGHTED_PREFIX, Answer, Plan, kind_of
+from geodns.select.plan import FAM_CNAME, V4_IN_V6, Answer, Plan
 from geodns.select.spill import SPILL_UNIT, SpillAnswer, spill_point
+from geodns.select.strategies import Latency, strategy_of
 from geodns.select.types import Selection
 
 __all__ = ["Selector"]
@@ -61,7 +59,7 @@ class Selector:
         self.config = config
         self.geo = geo
         if tables is None and geo is not None and (config.fences or any(
-                kind_of(p) in ("geo", "nearest") for p in config.pools.values())):
+                strategy_of(p).uses_geoip for p in config.pools.values())):
             tables = geo.tables()
         self.tables = tables
         self.inputs = inputs if inputs is not None else load_inputs(config)
@@ -159,9 +157,9 @@ class Selector:
             notes.append(f"compiled region {region}: {ranking.rule}")
             if plan.maps and source_prefix is not None:
                 notes.append(self._scope_note(plan, cfam, fam, addr, health, sel.scope))
-        elif ranking.rule.startswith("weighted") and sel.scope:
-            notes.append(f"scope /{sel.scope}: weighted pools hash the client's /{sel.scope}")
-        notes += _latency_notes(plan, ranking)
+        elif (note := plan.how.flat_note(sel.scope)) is not None:
+            notes.append(note)
+        notes += Latency.notes(plan, ranking)
         if source_prefix != 0:
             notes += self._cut_notes(plan, cfam, addr, source_prefix, ranking)
         if plan.spill is not None and source_prefix != 0:
@@ -204,11 +202,9 @@ class Selector:
                 4 if cfam < 0 else cfam, addr)
             region = _range_text(rmap.family, start, end)
             if isinstance(entry, Hashed):
-                return _weighted(plan, hfam, haddr, entry), region, hfam, haddr
+                return plan.how.flat(plan, hfam, haddr, entry), region, hfam, haddr
             return entry, region, hfam, haddr
-        if plan.kind == "weighted":
-            return _weighted(plan, cfam, addr), None, cfam, addr
-        return plan.order, None, cfam, addr
+        return plan.how.flat(plan, cfam, addr), None, cfam, addr
 
     def _cut_notes(self, plan: Plan, cfam: int, addr: int, source: int | None,
                    ranking: Ranking) -> list[str]:
@@ -219,8 +215,8 @@ class Selector:
         open_ranking = ranking
         if plan.open_maps:
             open_ranking = self._ranking(plan, cfam, addr, source, plan.open_maps)[0]
-        elif plan.kind == "weighted":
-            open_ranking = _weighted(plan, cfam, addr, full=True)
+        else:
+            open_ranking = plan.how.open_ranking(plan, cfam, addr, ranking)
         before = ", ".join(open_ranking.pops) or "none"
         after = ", ".join(ranking.pops) or "none"
         notes = []
@@ -243,7 +239,7 @@ class Selector:
     def _untailored(self, plan: Plan, cfam: int, fam: int, health: HealthSnapshot) -> bool:
         if plan.maps:
             return len(plan.answer_map(cfam, fam, health)) == 1
-        return plan._untailored(fam, health) is not None
+        return plan.how.untailored(plan, fam, health) is not None
 
     def _scope_note(self, plan: Plan, cfam: int, fam: int, addr: int,
                     health: HealthSnapshot, scope: int) -> str:
@@ -283,26 +279,12 @@ class Selector:
                 forced=health.forced(pop), eligible=plan.eligible(pop, fam),
                 chosen=pop in ans.pops,
                 skipped=pop in ans.skipped or any(s.startswith(pop + "/") for s in ans.skipped),
-                distance_km=d, weight=weights.get(pop) if plan.strategy == "weighted" else None,
+                distance_km=d, weight=weights.get(pop) if plan.strategy == plan.how.name
+                and plan.how.hashed else None,
                 addresses=tuple(addr_infos),
                 cname=plan.pops[pop].cname if fam == FAM_CNAME else None,
             ))
         return tuple(out)
-
-
-def _weighted(plan: Plan, cfam: int, addr: int, entry: Hashed | None = None,
-              full: bool = False) -> Ranking:
-    """The weighted ranking of the client's /24 (/56): among the candidates ``entry``
-    left (fences, arms), or (``full``) all of the pool's."""
-    unit = WEIGHTED_PREFIX[cfam]
-    prefix = addr >> (bits_of(cfam) - unit)
-    pool = plan.pool
-    cands = tuple((p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops) if full \
-        else entry.weighted if entry is not None and entry.weighted is not None \
-        else plan.weighted
-    return Ranking(f"weighted hash of {format_net(cfam, addr, unit)}",
-                   hrw_rank((prefix << 1) | (cfam == 6), cands),
-                   entry.fence if entry is not None else None)
 
 
 def _arm_notes(plan: Plan, index: int, point: float, cfam: int, addr: int) -> list[str]:
@@ -318,35 +300,6 @@ def _arm_notes(plan: Plan, index: int, point: float, cfam: int, addr: int) -> li
             f"{point:.3f}, in [{lo:.3f}, {plan.arm_cuts[index]:.3f}): arm {arm.name} "
             f"({arm.describe()})",
             f"scope never wider than /{SPILL_UNIT[cfam]}: the arm is per client block"]
-
-
-def _latency_notes(plan: Plan, ranking: Ranking) -> list[str]:
-    """Which latency row decided (with its rtts), or why the fallback did."""
-    if plan.strategy != "latency":
-        return []
-    book = plan.latency
-    fallback = f"the fallback ({plan.kind}) decides"
-    if book is None or book.map is None:
-        return [f"no latency map loaded: {fallback}"]
-    if plan.latency_stale:
-        age = book.map.age(time.time())
-        return [f"latency map {book.path} is {age or 0:.0f}s old, older than max_age "
-                f"{plan.pool.max_age:g}s: {fallback}"]
-    if not ranking.rule.startswith(RULE_PREFIX):
-        return [f"the latency map has no row for this client: {fallback}"]
-    net = ranking.rule[len(RULE_PREFIX):].strip()
-    choice = next((c for f in plan.choices.values() for c in f if str(c.net) == net), None)
-    if choice is None:
-        return []
-    rtts = ", ".join(f"{m.pop} {m.rtt_ms:g}ms ({m.samples} samples)" for m in choice.measured)
-    notes = [f"latency map {net}: {rtts}"]
-    if choice.kept:
-        fastest = choice.measured[0]
-        held = next(m for m in choice.measured if m.pop == choice.pops[0])
-        notes.append(f"margin {plan.pool.margin}: {fastest.pop} ({fastest.rtt_ms:g}ms) does "
-                     f"not beat {held.pop} ({held.rtt_ms:g}ms) by more than the margin, so "
-                     f"{held.pop} stays first")
-    return notes
 
 
 def _spill_notes(plan: Plan, fam: int, ranking: Ranking, base: Answer, hfam: int, haddr: int,
