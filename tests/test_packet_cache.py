@@ -38,7 +38,7 @@ def test_steered_answer_without_ecs_depends_on_the_source_address() -> None:
 
 
 def test_ecs_answers_are_replayed_and_forgotten_on_health_change() -> None:
-    h, runtime = make_handler()
+    h, _ = make_handler()
     q = dns.message.make_query("www.example.com.", "A",
                                options=[dns.edns.ECSOption("81.2.69.0", 24)])
     wire = q.to_wire()
