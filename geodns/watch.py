@@ -6,8 +6,9 @@ accepted it?" for zones, config, GeoIP, the admin file, latency maps and load fe
   both count, without hashing 50 MB.  :func:`file_keys`: the same for a set of files.
 * :class:`WatchedFile`: one file's key as last accepted.  Owners with timing of their
   own keep their loop and ask it: the admin-state file (wakes at rule expiry), latency
-  maps (polled with the spill tick), file load feeds (each at its own interval), and
-  an open GeoIP database (accepted at open time).
+  maps (polled with the spill tick), file load feeds (each at its own interval), an
+  open GeoIP database (accepted at open time) and the zone loader's cache (a zone file
+  and its $INCLUDEs, as parsed).
 * :class:`FileWatcher`: the server's loop over zones, config, GeoIP and ASN databases:
   poll, let a change settle for one interval, then call back (reload) once.
 """
