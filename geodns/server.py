@@ -34,7 +34,7 @@ from geodns.runtime import Runtime, cross_check
 from geodns.select.inputs import needs_asn
 from geodns.service import BindError, Service, version
 from geodns.traffic.steering import Steering
-from geodns.watch import FileKey, file_key
+from geodns.watch import FileKeys, FileWatcher, file_keys
 from geodns.workers.sockets import Listener, bind, grow, takeover_path
 from geodns.workers.takeover import Successor, TakeoverPoint, running_pid
 from geodns.xfr.service import XfrService, merge_zones
@@ -47,7 +47,6 @@ log = logging.getLogger("geodns")
 
 Endpoint = tuple[str, int]
 
-WATCH_MAX_DELAY = 10  # polls a change may keep changing before it is reloaded anyway
 DRAIN_SECONDS = 5.0  # replaced: how long open TCP connections may take to finish
 
 
@@ -112,15 +111,10 @@ def successor_args(args: list[str]) -> list[str]:
     return out if "--replace" in out else [*out, "--replace"]
 
 
-def _inputs_key(config: Config) -> dict[str, FileKey]:
+def _inputs_key(config: Config) -> FileKeys:
     """The files besides the config a runtime is compiled from (the ASN database)."""
     path = needs_asn(config)
-    return _fingerprint([str(path)]) if path is not None else {}
-
-
-def _fingerprint(paths: list[str]) -> dict[str, FileKey]:
-    """The identity of every watched file that exists (the same one GeoDB uses)."""
-    return {p: key for p in paths if (key := file_key(p)) is not None}
+    return file_keys([str(path)]) if path is not None else {}
 
 
 class Server:
@@ -174,7 +168,9 @@ class Server:
         self.replaced = False  # a new server took our sockets: drain, then exit
         self.stopping = asyncio.Event()
         self.reload_lock = asyncio.Lock()
-        self._loaded_files = self._fingerprint()  # what the watcher compares against
+        # zones, config, GeoIP and ASN databases, as loaded: edits from now on reload
+        self.watcher = FileWatcher(self._watched, self._files_changed,
+                                   interval=opts.watch_interval, logger=log)
         self.last_reload_error: list[str] = []
 
     # What is served, all read through the one reference (handler.generation).
@@ -396,6 +392,8 @@ class Server:
         return False
 
     def _watched(self) -> list[str]:
+        """Every file whose change reloads: zones (and their $INCLUDEs), the config, the
+        GeoIP and ASN databases; asked at each poll (files come and go)."""
         try:
             paths = zone_paths(self.opts.zones_dir)
         except OSError:
@@ -411,37 +409,11 @@ class Server:
         return sorted(set(paths) | self.file_store.files() | extra | {self.opts.zones_dir})
 
     async def watch(self) -> None:
-        """Poll file metadata; reload once a change has settled for one interval, or
-        after WATCH_MAX_DELAY polls of files that never stop changing."""
-        interval = self.opts.watch_interval
-        seen = self._loaded_files  # as they were when loaded: edits since then count
-        pending: dict[str, FileKey] | None = None
-        changing = 0  # polls since the first change not yet reloaded
-        while not self.stopping.is_set():
-            await asyncio.sleep(interval)
-            try:
-                seen, pending, changing = await self._watch_step(seen, pending, changing)
-            except Exception:  # the watcher must outlive any one bad change
-                log.exception("file watcher error; still watching")
+        """Reload when watched files changed (geodns.watch.FileWatcher: poll, settle)."""
+        await self.watcher.run(self.stopping)
 
-    def _fingerprint(self) -> dict[str, FileKey]:
-        return _fingerprint(self._watched())
-
-    async def _watch_step(
-        self, seen: dict[str, FileKey], pending: dict[str, FileKey] | None, changing: int = 0,
-    ) -> tuple[dict[str, FileKey], dict[str, FileKey] | None, int]:
-        """One poll: returns the new (seen, pending) fingerprints and the polls spent
-        waiting for the change to settle."""
-        loop = asyncio.get_running_loop()
-        now = await loop.run_in_executor(None, self._fingerprint)
-        if now == seen:
-            return seen, None, 0
-        if pending != now and changing < WATCH_MAX_DELAY:  # still changing: let it settle
-            return seen, now, changing + 1
-        if pending != now:
-            log.warning("files kept changing for %d polls; reloading anyway", changing)
+    async def _files_changed(self) -> None:
         await self.reload("files changed")
-        return await loop.run_in_executor(None, self._fingerprint), None, 0
 
     async def run(self) -> None:
         await self.start()

@@ -20,7 +20,7 @@ import maxminddb
 from geodns.config import default_geoip_database
 from geodns.geoip.location import Location
 from geodns.geoip.tables import GeoTables, default_cache_dir
-from geodns.watch import FileKey, file_key
+from geodns.watch import FileKey, WatchedFile, file_key
 
 __all__ = ["GeoDB"]
 
@@ -32,7 +32,7 @@ class GeoDB:
                  cache_dir: Path | None = None) -> None:
         self._reader = reader
         self.path = path
-        self.key = key  # file identity at open time; compare with file_key(path)
+        self.file = WatchedFile(path, key)  # the version opened (stat'ed before the open)
         self.cache_dir = cache_dir
         meta = reader.metadata()
         self.meta = meta
@@ -60,9 +60,14 @@ class GeoDB:
         where = default_cache_dir() if cache_dir is True else (cache_dir or None)
         return cls(reader, p, key, where)
 
+    @property
+    def key(self) -> FileKey | None:
+        """The file's identity at open time (geodns.watch.file_key)."""
+        return self.file.key
+
     def changed(self) -> bool:
         """True when the file on disk is no longer the one that was opened."""
-        return file_key(self.path) != self.key
+        return self.file.changed()
 
     def close(self) -> None:
         self._reader.close()

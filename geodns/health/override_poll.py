@@ -1,7 +1,7 @@
 """Reading the admin-state file: only when it changed, never blocking the loop.
 
 The file is stat'ed on every poll and read with aiofiles only when its identity (device,
-inode, size, mtime: :func:`geodns.watch.stat_key`) moved; its text is parsed by
+inode, size, mtime) moved: a :class:`geodns.watch.WatchedFile`; its text is parsed by
 :mod:`geodns.health.override_rules`.  What to do with the result (judge it, apply it,
 keep the old rules) is the caller's business: :class:`geodns.health.overrides.Overrides`.
 """
@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiofiles
-import aiofiles.os
 
 from geodns.health.override_rules import OverrideError, OverrideRule, parse_overrides
-from geodns.watch import FileKey, stat_key
+from geodns.watch import WatchedFile
 
 __all__ = ["AdminFile", "FileRead", "read_rules"]
 
@@ -43,27 +42,26 @@ class AdminFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.anchors: dict[str, float] = {}  # of the rules in force (see parse_overrides)
-        self._seen: FileKey | None = None
+        self.watched = WatchedFile(path)  # the version last read
 
     def forget(self) -> None:
         """Read it again at the next poll, whatever its fingerprint."""
-        self._seen = None
+        self.watched.forget()
 
     async def read_if_changed(self) -> FileRead | None:
         """The file's new content, or None when nothing changed (or it cannot be
         stat'ed right now: logged, tried again next poll)."""
         try:
-            st = await aiofiles.os.stat(self.path)
+            st = await self.watched.astat()
         except FileNotFoundError:
-            was_seen, self._seen = self._seen is not None, None
+            was_seen = self.watched.seen
+            self.watched.forget()
             return FileRead(removed=True, was_seen=was_seen)
         except OSError as exc:
             log.error("%s:0: cannot stat: %s", self.path, exc.strerror or exc)
             return None
-        fingerprint = stat_key(st)
-        if fingerprint == self._seen:
+        if not self.watched.take(st):
             return None
-        self._seen = fingerprint
         try:
             async with aiofiles.open(self.path, "rb") as f:
                 raw = await f.read()

@@ -25,7 +25,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
@@ -43,7 +43,7 @@ from geodns.traffic.feed_parse import (
     parse_prometheus,
 )
 from geodns.traffic.loads import LoadSample, LoadSnapshot
-from geodns.watch import FileKey, stat_key
+from geodns.watch import WatchedFile
 
 __all__ = ["BODY_LIMIT", "LoadMetrics", "LoadMonitor", "feed_source", "fetch_feed"]
 
@@ -137,7 +137,7 @@ class _FeedState:
     feed: LoadFeed
     data: FeedData | None = None
     default_time: float = 0.0  # time for values without their own (mtime / fetch time)
-    signature: FileKey | None = None  # file feeds: the file's identity (geodns.watch)
+    file: WatchedFile | None = field(default=None, init=False)  # file feeds: last read
     task: asyncio.Task[None] | None = None
     ok: bool | None = None  # last poll; None before the first
     problems: tuple[str, ...] = ()
@@ -148,6 +148,10 @@ class _FeedState:
     stale_events: int = 0
     last_success: float | None = None
     last_poll: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.feed.type == "file":  # re-read only when it changed (geodns.watch)
+            self.file = WatchedFile(self.feed.path or "")
 
     def newest(self) -> float | None:
         if self.data is None:
@@ -300,21 +304,18 @@ class LoadMonitor:
 
     def _file_changed(self, state: _FeedState) -> bool:
         """File feeds re-read only when the file changed (or after a failure)."""
+        assert state.file is not None  # a file feed's state watches its file
         try:
-            st = Path(state.feed.path or "").stat()
+            st = state.file.stat()
         except OSError:
-            state.signature = None
+            state.file.forget()
             return True  # let the read report it
-        sig = stat_key(st)
-        if sig == state.signature and state.ok is True:
-            return False
-        state.signature = sig
-        return True
+        return state.file.take(st) or state.ok is not True
 
     def _failed(self, state: _FeedState, problems: tuple[str, ...]) -> None:
         state.failures += 1
-        if state.feed.type == "file":
-            state.signature = None  # retry the read at the next tick
+        if state.file is not None:
+            state.file.forget()  # retry the read at the next tick
         if problems != state.problems or state.ok is not False:
             keep = ("; keeping the last values until they are older than max_age "
                     f"{state.feed.max_age:g}s" if state.data is not None and not state.stale

@@ -31,7 +31,7 @@ from types import MappingProxyType
 from typing import Final
 
 from geodns.problems import Problems
-from geodns.watch import FileKey, stat_key
+from geodns.watch import WatchedFile
 
 __all__ = [
     "HEADER",
@@ -246,8 +246,8 @@ def write_latency_map(path: str | Path, text: str) -> None:
 class LatencyMapFile:
     """A map file that is re-read when it changes; a bad version changes nothing.
 
-    ``refresh()`` stats the file (cheap) and re-parses only when its identity
-    (:func:`geodns.watch.stat_key`) moved; ``current`` is the last good map and ``problems``
+    ``refresh()`` stats the file (cheap) and re-parses only when its identity moved
+    (:class:`geodns.watch.WatchedFile`); ``current`` is the last good map and ``problems``
     what was wrong with the newest version (empty when it is the one in use).
     """
 
@@ -256,30 +256,28 @@ class LatencyMapFile:
         self.pops = pops
         self.current: LatencyMap | None = None
         self.problems: list[str] = []
-        self._sig: FileKey | None = None
+        self.watched = WatchedFile(self.path)  # the version last parsed, good or bad
 
     def prime(self, current: LatencyMap) -> None:
         """Start from ``current`` (already read) if the file is still that version."""
         try:
-            st = self.path.stat()
+            st = self.watched.stat()
         except OSError:
             return
         if current.mtime == st.st_mtime:
             self.current, self.problems = current, []
-            self._sig = stat_key(st)
+            self.watched.accept(st)
 
     def refresh(self) -> bool:
         """Re-read if changed; True when ``current`` was replaced."""
         try:
-            st = self.path.stat()
-            sig = stat_key(st)
+            st = self.watched.stat()
         except OSError as exc:
-            self._sig = None
+            self.watched.forget()
             self.problems = [f"{self.path}:0: cannot read: {exc.strerror or exc}"]
             return False
-        if sig == self._sig:
+        if not self.watched.take(st):
             return False
-        self._sig = sig
         try:
             new = load_latency_map(self.path, self.pops)
         except LatencyMapError as exc:

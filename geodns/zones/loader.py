@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import dns.name
 
-from geodns.watch import FileKey, file_key
+from geodns.watch import WatchedFile, file_key
 from geodns.zones.load import ZoneFileError, check_zone_file
 from geodns.zones.store import ZoneStore, read_zone, zone_paths
 from geodns.zones.zone import Zone
@@ -21,7 +21,7 @@ __all__ = ["ZoneLoader"]
 
 @dataclass(frozen=True, slots=True)
 class _Loaded:
-    keys: tuple[tuple[str, FileKey | None], ...]  # the file and its includes, as read
+    files: tuple[WatchedFile, ...]  # the file and its includes, as read
     zone: Zone
 
 
@@ -47,7 +47,7 @@ class ZoneLoader:
         parsed: list[str] = []
         for path in paths:
             loaded = self._cache.get(path)
-            if loaded is None or any(file_key(p) != k for p, k in loaded.keys):
+            if loaded is None or any(f.changed() for f in loaded.files):
                 try:
                     loaded = self._read(path)
                 except ZoneFileError as exc:
@@ -85,5 +85,6 @@ class ZoneLoader:
             raise ZoneFileError([f"{path}:0: cannot read: {exc}"]) from None
         zone = read_zone(path, text)
         del text
-        keys = ((path, key), *((inc, file_key(inc)) for inc in sorted(zone.includes)))
-        return _Loaded(keys, zone)
+        files = (WatchedFile(path, key),
+                 *(WatchedFile(inc, file_key(inc)) for inc in sorted(zone.includes)))
+        return _Loaded(files, zone)
