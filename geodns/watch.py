@@ -115,7 +115,8 @@ class FileWatcher:
 
     ``paths()`` is asked at every poll (zone files come and go; a reload may change the
     config's GeoIP path).  What counts as unchanged is the set as it was when the
-    watcher was made, then as it is right after each ``on_change``.
+    watcher was made, then as it was when ``on_change`` was called (so an edit made
+    while it runs is seen at the next poll).
     """
 
     def __init__(self, paths: Callable[[], Iterable[str]],
@@ -133,7 +134,11 @@ class FileWatcher:
 
     def look(self) -> FileKeys:
         """The files' keys now (stats every file: run it off the event loop)."""
-        return file_keys(self.paths())
+        return self._look()[1]
+
+    def _look(self) -> tuple[frozenset[str], FileKeys]:
+        paths = frozenset(self.paths())
+        return paths, file_keys(paths)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Poll until ``stopping`` is set; an error in one poll is logged, never fatal."""
@@ -148,7 +153,7 @@ class FileWatcher:
         """One poll; True when ``on_change`` was called.  If it (or a look) raises,
         nothing is recorded and the next poll decides again."""
         loop = asyncio.get_running_loop()
-        now = await loop.run_in_executor(None, self.look)
+        watched, now = await loop.run_in_executor(None, self._look)
         if now == self.accepted:
             self.pending, self.changing = None, 0
             return False
@@ -159,6 +164,11 @@ class FileWatcher:
             self.log.warning("files kept changing for %d polls; reloading anyway",
                              self.changing)
         await self.on_change()
-        self.accepted = await loop.run_in_executor(None, self.look)
+        after_paths, after = await loop.run_in_executor(None, self._look)
+        # The files as they were when the change was called back: one edited (or
+        # removed) while the reload ran is a change at the next poll, never taken as
+        # loaded.  Files first watched because of it (a new GeoIP path) count as now.
+        self.accepted = {p: k for p, k in after.items() if p not in watched}
+        self.accepted.update((p, k) for p, k in now.items() if p in after_paths)
         self.pending, self.changing = None, 0
         return True

@@ -241,3 +241,27 @@ def test_watcher_retries_a_failed_callback_and_its_loop_survives(
         asyncio.run(main())
     assert "file watcher error; still watching" in [r.getMessage() for r in caplog.records]
     assert calls.n >= 4
+
+
+def test_watcher_sees_an_edit_made_while_the_reload_ran(tmp_path: Path) -> None:
+    """An operator saves again while the reload reads the files: that edit must cause
+    another reload, not be taken as loaded."""
+    a = tmp_path / "a.zone"
+    a.write_text("one\n")
+    b = tmp_path / "b.zone"
+    b.write_text("bee\n")
+
+    class EditingReload(Calls):
+        async def __call__(self) -> None:
+            await super().__call__()
+            if self.n == 1:
+                a.write_text("edited during the reload\n")
+                b.unlink()
+
+    calls = EditingReload()
+    w = watcher_on(tmp_path, calls)
+    a.write_text("two\n")
+    assert polls(w, 2) == [False, True] and calls.n == 1
+    assert polls(w, 2) == [False, True] and calls.n == 2  # the edit and the removal
+    assert polls(w, 2) == [False, False] and calls.n == 2
+    assert w.accepted == file_keys([str(a)])
