@@ -175,46 +175,37 @@ def test_watcher_sees_files_deleted_created_and_missing_ones_appear(tmp_path: Pa
     assert polls(w, 2) == [False, True] and calls.n == 3
 
 
-def test_watcher_waits_while_files_keep_changing_then_reloads_anyway(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("edits", "settle_poll", "expected", "warnings"),
+    [
+        # another size at every poll: never settles, so it is forced after max_delay
+        (5, False, [False, False, False, True, False],
+         ["files kept changing for 3 polls; reloading anyway"]),
+        # edits that stop within max_delay polls reload when they settle, silently
+        (3, True, [False, False, False, True], []),
+    ],
+)
+def test_watcher_settles_edits_and_forces_a_file_that_never_stops(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, edits: int, settle_poll: bool,
+        expected: list[bool], warnings: list[str]) -> None:
     a = tmp_path / "a.zone"
     a.write_text("0\n")
     calls = Calls()
     w = watcher_on(tmp_path, calls, max_delay=3)
 
-    async def churn() -> list[bool]:
+    async def run() -> list[bool]:
         out = []
-        for i in range(1, 6):
-            a.write_text("x" * i + "\n")  # another size at every poll: never settles
-            out.append(await w.poll())
-        return out
-
-    with caplog.at_level(logging.WARNING, logger="geodns"):
-        assert asyncio.run(churn()) == [False, False, False, True, False]
-    assert calls.n == 1
-    assert [r.getMessage() for r in caplog.records] == [
-        "files kept changing for 3 polls; reloading anyway"]
-
-
-def test_watcher_settled_change_is_not_forced(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """A change that stops within max_delay polls reloads when it settles, silently."""
-    a = tmp_path / "a.zone"
-    a.write_text("0\n")
-    calls = Calls()
-    w = watcher_on(tmp_path, calls, max_delay=3)
-
-    async def edits() -> list[bool]:
-        out = []
-        for i in range(1, 4):
+        for i in range(1, edits + 1):
             a.write_text("x" * i + "\n")
             out.append(await w.poll())
-        out.append(await w.poll())  # the third edit settled
+        if settle_poll:
+            out.append(await w.poll())
         return out
 
     with caplog.at_level(logging.WARNING, logger="geodns"):
-        assert asyncio.run(edits()) == [False, False, False, True]
-    assert calls.n == 1 and caplog.records == []
+        assert asyncio.run(run()) == expected
+    assert calls.n == 1
+    assert [r.getMessage() for r in caplog.records] == warnings
 
 
 def test_watcher_retries_a_failed_callback_and_its_loop_survives(
