@@ -106,8 +106,8 @@ class Shape:
     and the rendered answers are reused, and the per-query work is one map lookup.
     """
 
-    __slots__ = ("head", "limit", "n", "opt", "pad", "qname", "qtype", "question", "shift",
-                 "source", "tally", "template", "width")
+    __slots__ = ("head", "limit", "n", "opt", "pad", "prefixes", "qname", "qtype", "question",
+                 "shift", "source", "tally", "template", "width")
 
     def __init__(self, template: Template, qtype: int, head: int, question: bytes, opt: bytes,
                  n: int, width: int, shift: int, source: int, limit: int,
@@ -126,6 +126,17 @@ class Shape:
         self.pad = bytes(width - n)  # the ECS address's bytes beyond its prefix
         # the query counter's key per rcode (one tuple each, not one per query)
         self.tally = tuple(("tcp" if tcp else "udp", qtype, rcode) for rcode in range(16))
+        # per rendered answer: the response from the header to the ECS scope byte, so a
+        # query costs its ID, the scope and the address on top (a few answers per pool)
+        self.prefixes: dict[Rendered, bytes] = {}
+
+    def prefix(self, r: Rendered) -> bytes:
+        pre = self.prefixes.get(r)
+        if pre is None:
+            if len(self.prefixes) >= 64:
+                self.prefixes.clear()
+            pre = self.prefixes[r] = r.heads[self.head] + self.question + r.body + self.opt
+        return pre
 
 
 def _limit(q: wd.Query, udp_size: int) -> int:
@@ -190,9 +201,11 @@ class Handler:
             return self._replay(st, data, hit, client, tcp, out)
         shapes = st.shapes[tcp]
         guard = self.guard
-        if st.shape_lens and (guard is None or guard.rrl is None):
+        if st.shape_lens and len(data) > 32 and (guard is None or guard.rrl is None):
             # (a query with a cookie never matches a shape: its bytes differ)
             for n in st.shape_lens:
+                if data[-n - 2] != n << 3:  # not an ECS source prefix of n bytes
+                    continue
                 shape = shapes.get(data[2:-n])
                 if shape is not None:
                     resp = self._steer(st, shape, data, key, client, tcp, out)
@@ -293,9 +306,7 @@ class Handler:
         choice, scope = plan.decide(t.fam, 4 if shape.width == 4 else 6,  # type: ignore[arg-type]
                                     int.from_bytes(raw, "big") << shape.shift, shape.source,
                                     health)
-        r = t.render(shape.qtype, choice)
-        resp = data[:2] + r.heads[shape.head] + shape.question + r.body + shape.opt \
-            + _SCOPE[scope] + raw
+        resp = data[:2] + shape.prefix(t.render(shape.qtype, choice)) + _SCOPE[scope] + raw
         if len(resp) > shape.limit:
             return None
         st.hits += 1
