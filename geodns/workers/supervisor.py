@@ -18,6 +18,7 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -56,6 +57,7 @@ log = logging.getLogger("geodns.workers")
 READY_TIMEOUT: Final = 600.0  # a cold start compiles the steering maps
 STOP_TIMEOUT: Final = 10.0
 FIRST_BACKOFF: Final = 0.5
+STOP_GRACE: Final = 0.5  # a child ended by SIGTERM: time for ours to arrive too
 MAX_BACKOFF: Final = 30.0
 STEADY: Final = 60.0  # a child that ran this long restarts without delay
 CATCH_UP: Final = 600.0  # seconds a reload waits for every worker to serve it
@@ -325,11 +327,20 @@ class Supervisor(Server):
         slot.cpu_retired += slot.cpu if child is slot.child else 0.0
         if child is slot.pending:
             slot.pending = None
-        if child is not slot.child or self._stopping_children:
+        if child is not slot.child or await self._node_stopping(code) \
+                or child is not slot.child:  # (a swap may have replaced it meanwhile)
             return
         slot.cpu = 0.0
         slot.ready.clear()
         await self._restart(slot, code, time.monotonic() - child.started)
+
+    async def _node_stopping(self, code: int | None) -> bool:
+        """Is the node stopping?  A child ended by SIGTERM most likely got it with us
+        (``kill`` of the process group, ``pkill geodns``): our own handler gets a moment
+        to say so before the exit is taken for a crash, logged and restarted."""
+        if code == -signal.SIGTERM and not self._stopping_children:
+            await asyncio.sleep(STOP_GRACE)
+        return self._stopping_children or self.stopping.is_set()
 
     async def _restart(self, slot: Slot, code: int | None, ran: float) -> None:
         slot.backoff = next_backoff(ran, slot.backoff)
@@ -408,7 +419,7 @@ class Supervisor(Server):
                 self.probe.channel = child.channel
                 code = await child.wait()
                 self.probe.channel = None
-            if self._stopping_children:
+            if await self._node_stopping(code):
                 return
             ran = time.monotonic() - child.started
             backoff = next_backoff(ran, backoff)
