@@ -338,9 +338,11 @@ class Supervisor(Server):
         """Is the node stopping?  A child ended by SIGTERM most likely got it with us
         (``kill`` of the process group, ``pkill geodns``): our own handler gets a moment
         to say so before the exit is taken for a crash, logged and restarted."""
-        if code == -signal.SIGTERM and not self._stopping_children:
+        stopping = self._stopping_children or self.stopping.is_set()
+        if code == -signal.SIGTERM and not stopping:
             await asyncio.sleep(STOP_GRACE)
-        return self._stopping_children or self.stopping.is_set()
+            stopping = self._stopping_children or self.stopping.is_set()
+        return stopping
 
     async def _restart(self, slot: Slot, code: int | None, ran: float) -> None:
         slot.backoff = next_backoff(ran, slot.backoff)
