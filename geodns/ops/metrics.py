@@ -177,7 +177,7 @@ class Metrics:
         self.last_reload_time: float | None = None
         self.last_reload_ok: bool | None = None
         self.zone_serials: dict[str, int] = {}
-        # Answer cache: the live State's counters come from cache_source; a State that is
+        # Answer cache: the live Generation's counters come from cache_source; one that is
         # replaced (reload) hands its final counts to cache_retired() so totals never drop.
         self.cache_source: Callable[[], tuple[int, int]] | None = None
         self._cache_hits_base = 0
