@@ -26,15 +26,22 @@ from geodns.config.model import (
     Pop,
 )
 from geodns.config.poplist import _PoolCtx, _pop_list
-from geodns.config.validator import _MISSING, _cidr, _name_ok, _type_name, _Validator
+from geodns.config.validator import (
+    _MISSING,
+    ASN_EXPECTED,
+    COUNTRY_RE,
+    SUBDIVISION_RE,
+    _cidr,
+    _name_ok,
+    _type_name,
+    _Validator,
+    as_number,
+)
 
 ARM_KEYS: Final = ("arms", "salt")
 FENCE_KEYS: Final = ("countries", "continents", "subdivisions", "nets", "asn", "pops",
                      "on_empty", "pools")
 MAX_ARMS: Final = 16
-_COUNTRY_RE: Final = re.compile(r"^[A-Z]{2}$")
-_SUBDIVISION_RE: Final = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
-_ASN_RE: Final = re.compile(r"^(?:AS)?(\d{1,10})$", re.IGNORECASE)
 
 
 # ------------------------------------------------------------------------------ arms
@@ -184,10 +191,10 @@ def _fence(v: _Validator, name: str, raw: object, ctx: _PoolCtx,
         return None
     ok = _name_ok(v, path, name, "fence")
     v.keys(tbl, path, FENCE_KEYS)
-    countries = _codes(v, tbl, "countries", path, _COUNTRY_RE,
+    countries = _codes(v, tbl, "countries", path, COUNTRY_RE,
                        "an ISO 3166-1 alpha-2 country code like \"US\"")
     continents = _codes(v, tbl, "continents", path, None, "")
-    subdivisions = _codes(v, tbl, "subdivisions", path, _SUBDIVISION_RE,
+    subdivisions = _codes(v, tbl, "subdivisions", path, SUBDIVISION_RE,
                           "an ISO 3166-2 code like \"US-CA\"")
     nets = _nets(v, tbl, path)
     asn = _asns(v, tbl, path, ctx.asn_database)
@@ -271,13 +278,12 @@ def _asns(v: _Validator, tbl: Mapping[str, Any], path: KeyPath,
         ok = False
     out: set[int] = set()
     for i, item in enumerate(raw):
-        m = _ASN_RE.match(item) if isinstance(item, str) else None
-        number = item if isinstance(item, int) and not isinstance(item, bool) else \
-            int(m.group(1)) if m else 0
-        if not 1 <= number <= 2**32 - 1:
-            v.error((*kp, i), f"expected an AS number like 13335 or \"AS13335\", got {item!r}")
+        number = as_number(item)
+        if number is None:
+            v.error((*kp, i), f"{ASN_EXPECTED}, got {item!r}")
             ok = False
-        elif number in out:
+            continue
+        if number in out:
             v.error((*kp, i), f"duplicate asn {number}")
             ok = False
         out.add(number)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
@@ -34,14 +33,13 @@ from geodns.config.steering import (
 )
 from geodns.config.validator import (
     _MISSING,
+    COUNTRY_RE,
+    SUBDIVISION_RE,
     _cidr,
     _name_ok,
     _Validator,
     format_path,
 )
-
-_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
-_SUBDIVISION_RE = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")
 
 _POP_KEYS: Final = ("lat", "lon", "ipv4", "ipv6", "cname", "weight", "health", "capacity",
                      "load", "load_key")
@@ -158,10 +156,10 @@ def _rule_table(v: _Validator, ctx: _PoolCtx, tbl: Mapping[str, Any], key: str,
             v.error((*kp, code), f"unknown continent code {code!r} (one of "
                     f"{', '.join(sorted(CONTINENTS))})")
             continue
-        if key == "country" and not _COUNTRY_RE.match(norm):
+        if key == "country" and not COUNTRY_RE.match(norm):
             v.error((*kp, code), f"expected an ISO 3166-1 alpha-2 country code, got {code!r}")
             continue
-        if key == "subdivision" and not _SUBDIVISION_RE.match(norm):
+        if key == "subdivision" and not SUBDIVISION_RE.match(norm):
             v.error((*kp, code),
                     f"expected an ISO 3166-2 code like \"US-CA\", got {code!r}")
             continue

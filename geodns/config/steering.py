@@ -20,13 +20,11 @@ from geodns.config.model import (
     Pool,
 )
 from geodns.config.poplist import _PoolCtx, _pop_list
-from geodns.config.validator import _MISSING, _type_name, _Validator
+from geodns.config.validator import _MISSING, ASN_EXPECTED, _type_name, _Validator, as_number
 
 SPILL_KEYS: Final = ("spill", "spill_at", "spill_step")
 GUARD_KEYS: Final = ("min_up", "max_share")
 LATENCY_KEYS: Final = ("map", "fallback", "max_age", "margin")
-_ASN_RE: Final = re.compile(r"^(?:AS)?(\d{1,10})$", re.IGNORECASE)
-_MAX_ASN: Final = 2**32 - 1
 _MARGIN_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|ms)\s*$")
 
 
@@ -52,10 +50,9 @@ def asn_rules(v: _Validator, ctx: _PoolCtx, tbl: Mapping[str, Any],
         ok = False
     out: dict[int, tuple[str, ...]] = {}
     for key, lst in sub.items():
-        m = _ASN_RE.match(key)
-        number = int(m.group(1)) if m else 0
-        if not 1 <= number <= _MAX_ASN:
-            v.error((*kp, key), f"expected an AS number like 13335 or \"AS13335\", got {key!r}")
+        number = as_number(key)
+        if number is None:
+            v.error((*kp, key), f"{ASN_EXPECTED}, got {key!r}")
             ok = False
             continue
         if number in out:

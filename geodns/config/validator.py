@@ -18,6 +18,10 @@ from geodns.config.locator import TomlLocator
 from geodns.config.model import IPNetwork, KeyPath
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,62}$")
+COUNTRY_RE: Final = re.compile(r"^[A-Z]{2}$")  # ISO 3166-1 alpha-2, upper case
+SUBDIVISION_RE: Final = re.compile(r"^[A-Z]{2}-[A-Z0-9]{1,3}$")  # ISO 3166-2
+_ASN_RE: Final = re.compile(r"^(?:AS)?(\d{1,10})$", re.IGNORECASE)
+ASN_EXPECTED: Final = 'expected an AS number like 13335 or "AS13335"'
 _BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -190,3 +194,16 @@ def _name_ok(v: _Validator, path: KeyPath, name: str, what: str) -> bool:
         return True
     v.error(path, f"invalid {what} name {name!r} (letters, digits, '_', '-', '.'; max 63)")
     return False
+
+
+def as_number(value: object) -> int | None:
+    """An AS number written as 13335, "13335" or "AS13335" (pool rules, fences);
+    None when it is none (1 to 2**32 - 1)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        number = value
+    else:
+        m = _ASN_RE.match(value) if isinstance(value, str) else None
+        number = int(m.group(1)) if m else 0
+    return number if 1 <= number <= 2**32 - 1 else None
