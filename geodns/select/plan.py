@@ -33,7 +33,6 @@ from geodns.geoip.tables import GeoTables
 from geodns.health.snapshot import HealthSnapshot
 from geodns.select.arms import ARM_UNIT, arm_cuts, arm_index, arm_point, arm_seed
 from geodns.select.fences import PoolFences, cut_entry, fence_maps
-from geodns.select.hrw import hrw_rank, pop_seed
 from geodns.select.latency import (
     IPNetwork,
     LatencyBook,
@@ -52,7 +51,13 @@ from geodns.select.maps import (
     widest_block,
 )
 from geodns.select.spill import SPILL_UNIT, SpillAnswer, SpillHolder, SpillState
-from geodns.select.strategies import V4_IN_V6, WEIGHTED_PREFIX, strategy_of
+from geodns.select.strategies import (
+    V4_IN_V6,
+    WEIGHTED_PREFIX,
+    hashed_ranking,
+    pool_weights,
+    strategy_of,
+)
 from geodns.select.types import Kind, Selection
 
 __all__ = ["FAM_CNAME", "V4_IN_V6", "WEIGHTED_PREFIX", "Answer", "Maps", "Plan"]
@@ -125,7 +130,7 @@ class Plan:
             p: {4: pop.ipv4, 6: pop.ipv6} for p, pop in self.pops.items()}
         self.order = Ranking(self.how.order_rule, pool.pops)
         self.default = Ranking("default", pool.default or pool.pops)
-        self.weighted = tuple((p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops)
+        self.weighted = pool_weights(pool)
         self.spill = spill if pool.spill else None
         self.fences = fences
         self.label: str | None = None  # the arm this plan answers as (views of arm pools)
@@ -384,10 +389,8 @@ class Plan:
                 entry: Hashed | None = None) -> Answer:
         """weighted: the client's /24 (/56) picks its ranking (among the candidates
         its fences or arm left, when ``entry`` says)."""
-        unit = WEIGHTED_PREFIX[cfam]
-        prefix = addr >> ((32 if cfam == 4 else 128) - unit)
         weighted = self.weighted if entry is None or entry.weighted is None else entry.weighted
-        ranking = hrw_rank((prefix << 1) | (cfam == 6), weighted)
+        ranking = hashed_ranking(cfam, addr, weighted)
         got = self.resolved(fam, ranking, health, entry.fence if entry is not None else None)
         if got.__class__ is SpillAnswer:
             return cast(SpillAnswer, got).pick(cfam, addr)

@@ -34,11 +34,24 @@ if TYPE_CHECKING:
     from geodns.select.plan import Answer, Plan
     from geodns.select.spill import SpillAnswer
 
-__all__ = ["STRATEGIES", "V4_IN_V6", "WEIGHTED_PREFIX", "Latency", "Strategy", "kind_of",
-           "strategy_of"]
+__all__ = ["STRATEGIES", "V4_IN_V6", "WEIGHTED_PREFIX", "Latency", "Strategy",
+           "hashed_ranking", "kind_of", "pool_weights", "strategy_of"]
 
 V4_IN_V6: Final = -4  # map key: IPv4 space reached from IPv6 clients (without IPv4 nets)
 WEIGHTED_PREFIX: Final = SPILL_UNIT  # stickiness unit of weighted pools: /24, /56
+
+
+def pool_weights(pool: Pool) -> tuple[tuple[str, float, int], ...]:
+    """(POP, weight, seed) of each of the pool's POPs: what weighted hashing ranks."""
+    return tuple((p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops)
+
+
+def hashed_ranking(cfam: int, addr: int,
+                   weighted: tuple[tuple[str, float, int], ...]) -> tuple[str, ...]:
+    """The weighted order of the client's /24 (/56): rendezvous hashing of the block,
+    so a client keeps its POP while the weights stand."""
+    prefix = addr >> (bits_of(cfam) - WEIGHTED_PREFIX[cfam])
+    return hrw_rank((prefix << 1) | (cfam == 6), weighted)
 
 
 class Strategy:
@@ -142,14 +155,10 @@ class Weighted(Strategy):
              full: bool = False) -> Ranking:
         """The client's /24 (/56) ranking: among the candidates ``entry`` left (fences,
         arms), or (``full``) all of the pool's."""
-        unit = WEIGHTED_PREFIX[cfam]
-        prefix = addr >> (bits_of(cfam) - unit)
-        pool = plan.pool
-        cands = tuple((p, pool.weights.get(p, 0.0), pop_seed(p)) for p in pool.pops) \
-            if full else entry.weighted if entry is not None and entry.weighted is not None \
-            else plan.weighted
-        return Ranking(f"weighted hash of {format_net(cfam, addr, unit)}",
-                       hrw_rank((prefix << 1) | (cfam == 6), cands),
+        cands = pool_weights(plan.pool) if full else entry.weighted \
+            if entry is not None and entry.weighted is not None else plan.weighted
+        return Ranking(f"weighted hash of {format_net(cfam, addr, WEIGHTED_PREFIX[cfam])}",
+                       hashed_ranking(cfam, addr, cands),
                        entry.fence if entry is not None else None)
 
     def open_ranking(self, plan: Plan, cfam: int, addr: int, ranking: Ranking) -> Ranking:
