@@ -81,7 +81,6 @@ class GenCache:
         return len(self.young) + len(self.old)
 
 
-
 class Generation:
     """Config, compiled runtime (GeoIP database, steering maps), zones, and the caches of
     answers made from them.

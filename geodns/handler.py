@@ -217,8 +217,6 @@ class Handler:
         qlog = self.qlog
         logged = qlog is not None and qlog.sampled()  # drawn first: only those are timed
         t0 = perf_counter() if timed or logged else 0.0
-        if out is None:
-            out = Outcome()
         try:
             q = wd.decode(data)
             if q is None:
@@ -226,6 +224,8 @@ class Handler:
         except Exception:  # the decoder is bounds-checked; this is a last resort
             log.exception("decoder failure")
             return None
+        if out is None:  # (not for packets that are dropped undecoded)
+            out = Outcome()
         try:
             resp = self._answer(st, q, client, tcp, out)
         except Exception:
