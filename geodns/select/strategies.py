@@ -55,9 +55,10 @@ def hashed_ranking(cfam: int, addr: int,
 
 
 class Strategy:
-    """A strategy that ranks every client alike (``failover``): the pool's order."""
+    """What every strategy answers unless it says otherwise: every client ranked alike,
+    in the pool's order, without maps."""
 
-    name: ClassVar[str] = "failover"
+    name: ClassVar[str]
     uses_geoip: ClassVar[bool] = False  # compiled from the GeoIP database's networks
     hashed: ClassVar[bool] = False  # each client block ranked by its own hash
     order_rule: ClassVar[str] = "fixed order"
@@ -94,6 +95,12 @@ class Strategy:
     def flat_note(self, scope: int) -> str | None:
         """explain: why a map-less pool answers with this ECS scope."""
         return None
+
+
+class Failover(Strategy):
+    """``failover``: the pool's POPs in order; the first one up answers."""
+
+    name = "failover"
 
 
 class All(Strategy):
@@ -178,7 +185,7 @@ class Weighted(Strategy):
 
 
 STRATEGIES: Final[dict[str, Strategy]] = {
-    s.name: s for s in (Geo(), Nearest(), Strategy(), Weighted(), All())}
+    s.name: s for s in (Geo(), Nearest(), Failover(), Weighted(), All())}
 
 
 def kind_of(pool: Pool) -> str:
