@@ -21,7 +21,7 @@ from geodns.handler import Handler
 from geodns.health.monitor import HealthMonitor
 from geodns.health.snapshot import HealthHolder, HealthSnapshot
 from geodns.listeners.tcp import TCPConnections, TCPLimits
-from geodns.listeners.udp import UDPProtocol
+from geodns.listeners.udp import UDPReader
 from geodns.ops.backend import ServerBackend
 from geodns.ops.control import start_control, stop_control
 from geodns.ops.dnstap import Dnstap
@@ -160,7 +160,7 @@ class Server:
         self.control: web.AppRunner | None = None
         self.tcp = TCPConnections(self.handler, opts.tcp)
         self.tcp.xfr = self.xfr.tcp_transfer  # xfr hook: AXFR/IXFR over TCP
-        self.transports: list[asyncio.BaseTransport] = []
+        self.readers: list[UDPReader] = []
         self.servers: list[asyncio.AbstractServer] = []
         self.listeners: list[Listener] = []  # every socket we listen on (kept for --replace)
         self.successor: Successor | None = None  # --replace: the old server, told when ready
@@ -320,9 +320,7 @@ class Server:
         loop = asyncio.get_running_loop()
         for x in listeners:
             if x.kind == "udp":
-                transport, _ = await loop.create_datagram_endpoint(
-                    lambda: UDPProtocol(self.handler), sock=x.sock)
-                self.transports.append(transport)
+                self.readers.append(UDPReader(self.handler, x.sock, loop))
             elif x.kind == "tcp":
                 server = await loop.create_server(self.tcp.protocol, sock=x.sock, backlog=1024)
                 self.servers.append(server)
@@ -511,8 +509,8 @@ class Server:
     async def close(self) -> None:
         if self.takeover is not None:
             self.takeover.close()
-        for t in self.transports:
-            t.close()
+        for r in self.readers:
+            r.close()
         for s in self.servers:
             s.close()
         if self.replaced:  # the successor reads the same sockets: finish what is open
