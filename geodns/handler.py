@@ -106,8 +106,8 @@ class Shape:
     and the rendered answers are reused, and the per-query work is one map lookup.
     """
 
-    __slots__ = ("head", "limit", "n", "opt", "pad", "prefixes", "qname", "qtype", "question",
-                 "shift", "source", "tally", "template", "width")
+    __slots__ = ("by_choice", "head", "limit", "n", "opt", "pad", "prefixes", "qname", "qtype",
+                 "question", "shift", "source", "tally", "template", "width")
 
     def __init__(self, template: Template, qtype: int, head: int, question: bytes, opt: bytes,
                  n: int, width: int, shift: int, source: int, limit: int,
@@ -129,6 +129,17 @@ class Shape:
         # per rendered answer: the response from the header to the ECS scope byte, so a
         # query costs its ID, the scope and the address on top (a few answers per pool)
         self.prefixes: dict[Rendered, bytes] = {}
+        # the same per steering-map answer object, found by identity (an Answer's own
+        # hash walks all its fields): id -> (the answer, its prefix)
+        self.by_choice: dict[int, tuple[Choice, bytes]] = {}
+
+    def answer(self, choice: Choice) -> bytes:
+        """The response from the header to the ECS scope byte for ``choice``."""
+        pre = self.prefix(self.template.render(self.qtype, choice))
+        if len(self.by_choice) >= 64:
+            self.by_choice.clear()
+        self.by_choice[id(choice)] = (choice, pre)  # the answer is kept: its id stays its own
+        return pre
 
     def prefix(self, r: Rendered) -> bytes:
         pre = self.prefixes.get(r)
@@ -306,7 +317,9 @@ class Handler:
         choice, scope = plan.decide(t.fam, 4 if shape.width == 4 else 6,  # type: ignore[arg-type]
                                     int.from_bytes(raw, "big") << shape.shift, shape.source,
                                     health)
-        resp = data[:2] + shape.prefix(t.render(shape.qtype, choice)) + _SCOPE[scope] + raw
+        known = shape.by_choice.get(id(choice))
+        pre = known[1] if known is not None and known[0] is choice else shape.answer(choice)
+        resp = data[:2] + pre + _SCOPE[scope] + raw
         if len(resp) > shape.limit:
             return None
         st.hits += 1
