@@ -5,7 +5,7 @@ of GeoIP networks, cut by ``nets`` rules) maps to a health-independent ranking o
 POPs.  An :class:`AnswerMap` is derived from it for one health snapshot: each
 ranking becomes an answer, and adjacent intervals with the same answer merge.  Per
 query that is one ``bisect`` and, for ECS, the scope: the widest CIDR block around
-the client that lies inside its answer interval (:func:`widest_block`).  Every
+the client that lies inside its answer interval (:meth:`AnswerMap.scoped`).  Every
 address of that block gets the same answer, and no wider block has that property,
 because the neighbouring addresses on both sides get a different one.
 """
@@ -21,7 +21,7 @@ from typing import Any, Final, Generic, TypeVar
 import numpy as np
 
 __all__ = ["Alias", "AnswerMap", "FenceTag", "Hashed", "Ranking", "RankingMap",
-           "flatten_nets", "product", "widest_block"]
+           "flatten_nets", "product"]
 
 T = TypeVar("T", bound=Hashable)
 
@@ -90,23 +90,6 @@ FULL: Final = {4: 1 << 32, 6: 1 << 128}
 TOP_BITS: Final = 16  # IPv4 answer maps index their intervals by the client's /16
 TOP_BLOCKS: Final = 1 << TOP_BITS
 TOP_SHIFT: Final = 32 - TOP_BITS
-
-
-def widest_block(addr: int, start: int, end: int, bits: int) -> int:
-    """Prefix length of the widest CIDR block holding ``addr`` inside [start, end).
-
-    The k-bit block of ``addr`` avoids address x exactly when ``(addr ^ x)`` has more
-    than k significant bits; it lies inside the interval when it avoids both
-    neighbours ``start - 1`` and ``end``.
-    """
-    k = bits
-    if start > 0:
-        k = (addr ^ (start - 1)).bit_length() - 1
-    if end < (1 << bits):
-        k2 = (addr ^ end).bit_length() - 1
-        if k2 < k:
-            k = k2
-    return bits - k
 
 
 def _split(family: int, starts: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
@@ -362,3 +345,30 @@ class AnswerMap(Generic[T]):
         else:
             i = bisect_right(starts, addr) - 1
         return self.answers[i], starts[i], starts[i + 1] if i + 1 < self.n else self.full
+
+    def scoped(self, addr: int) -> tuple[T | Alias, int]:
+        """(answer, ECS scope) for ``addr``: the prefix length of the widest CIDR block
+        holding ``addr`` inside its interval [start, end) (0 when one answer covers all).
+
+        The k-bit block of ``addr`` avoids address x exactly when ``(addr ^ x)`` has more
+        than k significant bits; it lies inside the interval when it avoids both
+        neighbours ``start - 1`` and ``end``."""
+        starts = self.starts
+        top = self.top
+        if top is not None:
+            h = addr >> TOP_SHIFT
+            i = bisect_right(starts, addr, top[h], top[h + 1]) - 1
+        else:
+            i = bisect_right(starts, addr) - 1
+        n = self.n
+        if n == 1:
+            return self.answers[0], 0
+        bits = self.bits
+        k = bits
+        if i:
+            k = (addr ^ (starts[i] - 1)).bit_length() - 1
+        if i + 1 < n:
+            k2 = (addr ^ starts[i + 1]).bit_length() - 1
+            if k2 < k:
+                k = k2
+        return self.answers[i], bits - k

@@ -48,7 +48,6 @@ from geodns.select.maps import (
     Hashed,
     Ranking,
     RankingMap,
-    widest_block,
 )
 from geodns.select.spill import SPILL_UNIT, SpillAnswer, SpillHolder, SpillState
 from geodns.select.strategies import (
@@ -335,11 +334,9 @@ class Plan:
             amap = self._amaps.get((cfam, fam))
             if amap is None:
                 amap = self.answer_map(cfam, fam, health)
-            ans, start, end = amap.lookup(addr)
+            ans, scope = amap.scoped(addr)
             if ans.__class__ is Answer:
-                return cast(Answer, ans), widest_block(addr, start, end, amap.bits) \
-                    if amap.n > 1 else 0
-            scope = widest_block(addr, start, end, amap.bits) if amap.n > 1 else 0
+                return cast(Answer, ans), scope
             if ans.__class__ is Alias:  # cfam 6 only
                 alias = cast(Alias, ans)
                 depth = alias.depth
@@ -374,8 +371,7 @@ class Plan:
         amap = self._amaps.get((key, fam))
         if amap is None:
             amap = self.answer_map(key, fam, health)
-        ans, start, end = amap.lookup(v4)
-        scope4 = widest_block(v4, start, end, 32) if amap.n > 1 else 0
+        ans, scope4 = amap.scoped(v4)
         scope = max(alias.depth + scope4, scope)
         if ans.__class__ is Answer:
             return cast(Answer, ans), scope
