@@ -69,6 +69,11 @@ PacketEntry = tuple[bytes, int, int, "str | None", "Choice | None", int, bytes, 
                     int, "Token | None", "int | None", "HealthSnapshot"]
 
 
+# a steered answer for one shape: (the answer, the response from its header to the ECS
+# scope byte, the query counter's key, the answer counter's key or None)
+ShapeAnswer = tuple[Choice, bytes, tuple[str, int, int], "tuple[str, str, str] | None"]
+
+
 class Template:
     """A lookup that ends at a steered (DYNA) name: its answer depends on the client.
 
@@ -130,16 +135,21 @@ class Shape:
         # query costs its ID, the scope and the address on top (a few answers per pool)
         self.prefixes: dict[Rendered, bytes] = {}
         # the same per steering-map answer object, found by identity (an Answer's own
-        # hash walks all its fields): id -> (the answer, its prefix)
-        self.by_choice: dict[int, tuple[Choice, bytes]] = {}
+        # hash walks all its fields): id -> (the answer, its prefix, and the keys of the
+        # query and answer counters it adds to, see :meth:`answer`)
+        self.by_choice: dict[int, ShapeAnswer] = {}
 
-    def answer(self, choice: Choice) -> bytes:
-        """The response from the header to the ECS scope byte for ``choice``."""
+    def answer(self, choice: Choice, metrics: Metrics | None) -> ShapeAnswer:
+        """``choice`` rendered for this shape: the response from the header to the ECS
+        scope byte, the query counter's key (transport, qtype, rcode) and the answer
+        counter's key, when one key counts it (:meth:`Metrics.answer_key`)."""
         pre = self.prefix(self.template.render(self.qtype, choice))
+        akey = metrics.answer_key(self.template.pool, choice) if metrics is not None else None
+        known = (choice, pre, self.tally[pre[1] & 15], akey)  # pre[1]: RCODE byte
         if len(self.by_choice) >= 64:
             self.by_choice.clear()
-        self.by_choice[id(choice)] = (choice, pre)  # the answer is kept: its id stays its own
-        return pre
+        self.by_choice[id(choice)] = known  # the answer is kept: its id stays its own
+        return known
 
     def prefix(self, r: Rendered) -> bytes:
         pre = self.prefixes.get(r)
@@ -171,14 +181,11 @@ class Outcome:
 class Handler:
     """Turns one query packet into one response packet (or None to drop)."""
 
-    def __init__(self, generation: Generation,
-                 on_answer: Callable[[str, Choice], None] | None = None,
-                 metrics: Metrics | None = None, qlog: QueryLog | None = None,
-                 health: HealthHolder | None = None) -> None:
+    def __init__(self, generation: Generation, metrics: Metrics | None = None,
+                 qlog: QueryLog | None = None, health: HealthHolder | None = None) -> None:
         self.generation = generation  # swapped whole by a reload (see geodns/generation.py)
         self.health = health or HealthHolder()  # published apart: it changes far more often
-        self.on_answer = on_answer
-        self.metrics = metrics
+        self.metrics = metrics  # counts responses and steered answers (pool, POP)
         self.qlog = qlog
         self._lat_left = LATENCY_EVERY  # [operator hook] uncached queries until one is timed
         # xfr hook: answers opcodes other than QUERY (NOTIFY, UPDATE, ...); None: NOTIMP
@@ -318,18 +325,21 @@ class Handler:
                                     int.from_bytes(raw, "big") << shape.shift, shape.source,
                                     health)
         known = shape.by_choice.get(id(choice))
-        pre = known[1] if known is not None and known[0] is choice else shape.answer(choice)
-        resp = data[:2] + pre + _SCOPE[scope] + raw
+        if known is None or known[0] is not choice:
+            known = shape.answer(choice, self.metrics)
+        resp = data[:2] + known[1] + _SCOPE[scope] + raw
         if len(resp) > shape.limit:
             return None
         st.hits += 1
         if out is not None:  # dnstap reads the arm and fence; no tuple per query without it
             out.choice = (t.pool, choice, scope)
         m = self.metrics
-        if m is not None:
-            m.queries[shape.tally[resp[3] & 15]] += 1
-        if self.on_answer is not None:
-            self.on_answer(t.pool, choice)
+        if m is not None:  # the counters' keys were made with the rendered answer
+            m.queries[known[2]] += 1
+            if known[3] is not None:
+                m.answers[known[3]] += 1
+            else:
+                m.on_answer(t.pool, choice)
         if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
             self._mix_left -= 1
             if self._mix_left <= 0:
@@ -365,8 +375,8 @@ class Handler:
         if m is not None:
             m.queries[("tcp" if tcp else "udp", qtype, rcode)] += 1
         if choice is not None:
-            if self.on_answer is not None:
-                self.on_answer(pool, choice)  # type: ignore[arg-type]
+            if m is not None:
+                m.on_answer(pool, choice)  # type: ignore[arg-type]
             if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
                 self._mix_left -= 1
                 if self._mix_left <= 0:
@@ -545,8 +555,8 @@ class Handler:
             cfam, addr = _source_address(client)
             choice, scope = plan.decide(fam, cfam, addr, None, self.health.snapshot)
             out.cacheable = False  # depends on the source address, not on the bytes
-        if self.on_answer is not None:
-            self.on_answer(t.pool, choice)
+        if self.metrics is not None:
+            self.metrics.on_answer(t.pool, choice)
         if self.mix is not None:  # [traffic hook] 1 in N into the answer mix
             self._mix_left -= 1
             if self._mix_left <= 0:

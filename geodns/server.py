@@ -141,8 +141,7 @@ class Server:
         self.xfr = self._xfr_service(config)
         served = self._first_store(store, config)
         self.handler = Handler(self.make_generation(runtime, store, served),
-                               on_answer=self.metrics.on_answer, metrics=self.metrics,
-                               qlog=self.qlog, health=self.health)
+                               metrics=self.metrics, qlog=self.qlog, health=self.health)
         self.handler.other_opcode = self.xfr.other_opcode  # xfr hook: NOTIFY, UPDATE, ...
         self.handler.signed_query = self.xfr.signed_query  # xfr hook: TSIG on queries
         self.handler.expire_of = self.xfr.expire_remaining  # xfr hook: EDNS EXPIRE

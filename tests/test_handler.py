@@ -15,6 +15,7 @@ import pytest
 from geodns.config import load_config
 from geodns.generation import GenCache, Generation
 from geodns.handler import Handler
+from geodns.ops.metrics import Metrics
 from geodns.runtime import Runtime
 from geodns.zones.loader import ZoneLoader
 from tests.helpers.paths import REPO_ROOT
@@ -139,3 +140,60 @@ def test_query_log_keeps_the_packet_cache(runtime: Runtime, tmp_path: Path) -> N
     pools = {line[6] for line in lines}
     assert pools == {None, "www"}
     assert all(line[8] for line in lines if line[6] == "www")  # the scope is logged too
+
+
+COUNTING_CONFIG = """\
+[pops.iad]
+lat = 38.9
+lon = -77.0
+ipv4 = ["192.0.2.10"]
+
+[pops.fra]
+lat = 50.1
+lon = 8.7
+ipv4 = ["192.0.2.20"]
+
+[pops.lhr]
+lat = 51.5
+lon = -0.1
+ipv4 = ["192.0.2.30"]
+
+[pools.www]
+strategy = "nearest"
+pops = ["iad", "fra", "lhr"]
+
+[pools.api]
+strategy = "all"
+pops = ["iad", "fra"]
+
+[fences.gb-only]
+countries = ["GB"]
+pops = ["lhr"]
+on_empty = "servfail"
+pools = ["www", "api"]
+"""
+
+
+def test_shortcuts_count_like_the_long_way(tmp_path: Path) -> None:
+    """The query and answer counters (by rcode, POP and fence) say the same whether an
+    answer took a shortcut (query shape, packet cache) or was decoded the long way."""
+    cfg = tmp_path / "geodns.toml"
+    cfg.write_text(COUNTING_CONFIG)
+    runtime = Runtime.load(load_config(cfg))
+    fast, slow = handler(runtime), _long_way(runtime)
+    fast.metrics, slow.metrics = Metrics(process=False), Metrics(process=False)
+    rnd = random.Random(3)
+    # British clients are fenced: www answers lhr, api (no lhr in it) SERVFAIL
+    clients = ["81.2.69.0", "81.2.68.0"] + [
+        str(ipaddress.IPv4Address(rnd.getrandbits(24) << 8)) for _ in range(200)]
+    for name in ("www.example.com.", "api.example.com."):
+        for client in clients + clients[:50]:  # some asked twice: packet-cache replays
+            wire = ecs_query(client, 24, name=name)
+            _same(fast.handle(wire, "127.0.0.1", False), slow.handle(wire, "127.0.0.1", False))
+    assert fast.generation.shape_lens and fast.generation.hits > 100  # shortcuts taken
+    for table in ("queries", "answers", "fenced"):
+        assert dict(getattr(fast.metrics, table)) == dict(getattr(slow.metrics, table)), table
+    answers = fast.metrics.answers
+    assert answers[("api", "iad", "")] == answers[("api", "fra", "")] > 0  # both POPs
+    assert fast.metrics.queries[("udp", 1, 2)] > 0  # the fenced api SERVFAILs
+    assert fast.metrics.fenced[("gb-only", "www", "answered")] > 0

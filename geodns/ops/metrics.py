@@ -222,9 +222,18 @@ class Metrics:
         """One steered answer from ``pool`` that chose ``pop``."""
         self.answers[(pool, pop, arm)] += 1
 
+    def answer_key(self, pool: str, selection: _SelectionLike) -> tuple[str, str, str] | None:
+        """The one ``answers`` key that :meth:`on_answer` counts for this selection, or
+        None when it counts more (several POPs, a fence): lets the handler keep the key
+        with a rendered answer and count it with one dict update."""
+        pops = selection.pops
+        if selection.fence is not None or len(pops) > 1:
+            return None
+        return (pool, pops[0] if pops else NO_POP, selection.arm or NO_ARM)
+
     def on_answer(self, pool: str, selection: _SelectionLike) -> None:
-        """``Handler(on_answer=...)`` hook: count each chosen POP once (NO_POP if none),
-        under the answer's experiment arm; answers inside a fence once more per fence."""
+        """One steered answer: count each chosen POP once (NO_POP if none), under the
+        answer's experiment arm; answers inside a fence once more per fence."""
         pops = selection.pops
         arm = selection.arm or NO_ARM
         if len(pops) == 1:
