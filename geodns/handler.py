@@ -213,14 +213,21 @@ class Handler:
         steered choice of every answer, cached ones included (dnstap asks for it)."""
         st = self.generation
         key = data[2:]
-        hit = st.packets[tcp].get(key)
-        if hit is not None and (hit[10] is None or (hit[10] == st.epoch
-                                and hit[11] is self.health.snapshot)):
-            return self._replay(st, data, hit, client, tcp, out)
-        shapes = st.shapes[tcp]
+        # GenCache.get, inlined: this runs for every query
+        packets = st.packets[tcp]
+        found = packets.young.get(key)
+        if found is None and packets.old:
+            found = packets.old.pop(key, None)
+            if found is not None:
+                packets.put(key, *found)
+        if found is not None:
+            hit = found[0]
+            if hit[10] is None or (hit[10] == st.epoch and hit[11] is self.health.snapshot):
+                return self._replay(st, data, hit, client, tcp, out)
         guard = self.guard
         if st.shape_lens and len(data) > 32 and (guard is None or guard.rrl is None):
             # (a query with a cookie never matches a shape: its bytes differ)
+            shapes = st.shapes[tcp]
             for n in st.shape_lens:
                 if data[-n - 2] != n << 3:  # not an ECS source prefix of n bytes
                     continue

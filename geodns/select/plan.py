@@ -335,8 +335,8 @@ class Plan:
             if amap is None:
                 amap = self.answer_map(cfam, fam, health)
             ans, scope = amap.scoped(addr)
-            if ans.__class__ is Answer:
-                return cast(Answer, ans), scope
+            if ans.__class__ is Answer:  # (no cast(): it is a call, on every query)
+                return ans, scope
             if ans.__class__ is Alias:  # cfam 6 only
                 alias = cast(Alias, ans)
                 depth = alias.depth
