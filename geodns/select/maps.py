@@ -335,15 +335,18 @@ class AnswerMap(Generic[T]):
     def __len__(self) -> int:
         return self.n
 
-    def lookup(self, addr: int) -> tuple[T | Alias, int, int]:
-        """(answer, interval start, interval end) for ``addr``."""
-        starts = self.starts
+    def index(self, addr: int) -> int:
+        """The interval holding ``addr``."""
         top = self.top
         if top is not None:
             h = addr >> TOP_SHIFT
-            i = bisect_right(starts, addr, top[h], top[h + 1]) - 1
-        else:
-            i = bisect_right(starts, addr) - 1
+            return bisect_right(self.starts, addr, top[h], top[h + 1]) - 1
+        return bisect_right(self.starts, addr) - 1
+
+    def lookup(self, addr: int) -> tuple[T | Alias, int, int]:
+        """(answer, interval start, interval end) for ``addr``."""
+        starts = self.starts
+        i = self.index(addr)
         return self.answers[i], starts[i], starts[i + 1] if i + 1 < self.n else self.full
 
     def scoped(self, addr: int) -> tuple[T | Alias, int]:
@@ -353,13 +356,8 @@ class AnswerMap(Generic[T]):
         The k-bit block of ``addr`` avoids address x exactly when ``(addr ^ x)`` has more
         than k significant bits; it lies inside the interval when it avoids both
         neighbours ``start - 1`` and ``end``."""
+        i = self.index(addr)
         starts = self.starts
-        top = self.top
-        if top is not None:
-            h = addr >> TOP_SHIFT
-            i = bisect_right(starts, addr, top[h], top[h + 1]) - 1
-        else:
-            i = bisect_right(starts, addr) - 1
         n = self.n
         if n == 1:
             return self.answers[0], 0

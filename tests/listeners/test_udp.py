@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from geodns.listeners.udp import BATCH, UDPReader
 
@@ -44,107 +47,76 @@ class Stalling:
         return self.sock.sendto(data, addr)
 
 
-def _pair() -> tuple[socket.socket, socket.socket]:
+Pair = tuple[socket.socket, socket.socket]
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    """A bound server socket and a client connected to it, closed afterwards."""
     server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     server.bind(("127.0.0.1", 0))
     client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     client.bind(("127.0.0.1", 0))
     client.connect(server.getsockname())
     client.settimeout(5)
-    return server, client
+    yield server, client
+    server.close()
+    client.close()
 
 
-async def _exchange(server: Any, client: socket.socket, queries: list[bytes],
-                    expect: int) -> tuple[list[bytes], Echo, UDPReader]:
-    """Send ``queries`` to a reader on ``server``; the first ``expect`` answers."""
+def _exchange(server: Any, client: socket.socket, queries: list[bytes], expect: int,
+              after: tuple[bytes, ...] = ()) -> tuple[list[bytes], Echo, UDPReader]:
+    """Send ``queries`` to a reader on ``server``, take the first ``expect`` answers,
+    close the reader, then send ``after``."""
     handler = Echo()
-    reader = UDPReader(handler, server, asyncio.get_running_loop())
-    for q in queries:
-        client.send(q)
-    loop = asyncio.get_running_loop()
-    got = [await loop.run_in_executor(None, client.recv, 512) for _ in range(expect)]
+
+    async def main() -> tuple[list[bytes], UDPReader]:
+        loop = asyncio.get_running_loop()
+        reader = UDPReader(handler, server, loop)
+        for q in queries:
+            client.send(q)
+        got = [await loop.run_in_executor(None, client.recv, 512) for _ in range(expect)]
+        reader.close()
+        for q in after:
+            client.send(q)
+        await asyncio.sleep(0.2 if after else 0)
+        return got, reader
+
+    got, reader = asyncio.run(main())
     return got, handler, reader
 
 
-def test_every_datagram_is_answered_in_order_past_one_batch() -> None:
-    server, client = _pair()
-    queries = [b"q%04d" % i for i in range(3 * BATCH + 5)]
-
-    async def main() -> tuple[list[bytes], Echo]:
-        got, handler, reader = await _exchange(server, client, queries, len(queries))
-        reader.close()
-        return got, handler
-
+def _more(client: socket.socket) -> bytes | None:
+    """Whatever else arrives within 0.2 s (None: nothing)."""
+    client.settimeout(0.2)
     try:
-        got, handler = asyncio.run(main())
-    finally:
-        server.close()
-        client.close()
+        return client.recv(512)
+    except TimeoutError:
+        return None
+
+
+def test_every_datagram_is_answered_in_order_past_one_batch(pair: Pair) -> None:
+    queries = [b"q%04d" % i for i in range(3 * BATCH + 5)]
+    got, handler, _ = _exchange(*pair, queries, len(queries))
     assert got == [b"re:" + q for q in queries]
     assert set(handler.clients) == {"127.0.0.1"}
 
 
-def test_dropped_queries_get_no_answer_and_do_not_stop_the_loop() -> None:
-    server, client = _pair()
-    queries = [b"drop1", b"keep1", b"drop2", b"keep2"]
-
-    async def main() -> list[bytes]:
-        got, _, reader = await _exchange(server, client, queries, 2)
-        reader.close()
-        return got
-
-    try:
-        got = asyncio.run(main())
-        client.settimeout(0.2)
-        try:
-            extra = client.recv(512)
-        except TimeoutError:
-            extra = None
-    finally:
-        server.close()
-        client.close()
+def test_dropped_queries_get_no_answer_and_do_not_stop_the_loop(pair: Pair) -> None:
+    got, _, _ = _exchange(*pair, [b"drop1", b"keep1", b"drop2", b"keep2"], 2)
     assert got == [b"re:keep1", b"re:keep2"]
-    assert extra is None
+    assert _more(pair[1]) is None
 
 
-def test_answers_the_kernel_refuses_wait_and_keep_their_order() -> None:
-    server, client = _pair()
-    stalling = Stalling(server, times=3)
+def test_answers_the_kernel_refuses_wait_and_keep_their_order(pair: Pair) -> None:
+    server, client = pair
     queries = [b"a", b"b", b"c", b"d", b"e"]
-
-    async def main() -> tuple[list[bytes], UDPReader]:
-        got, _, reader = await _exchange(stalling, client, queries, len(queries))
-        reader.close()
-        return got, reader
-
-    try:
-        got, reader = asyncio.run(main())
-    finally:
-        server.close()
-        client.close()
+    got, _, reader = _exchange(Stalling(server, times=3), client, queries, len(queries))
     assert got == [b"re:" + q for q in queries]
     assert not reader.backlog
 
 
-def test_a_closed_reader_answers_nothing_more() -> None:
-    server, client = _pair()
-
-    async def main() -> list[bytes]:
-        got, _, reader = await _exchange(server, client, [b"one"], 1)
-        reader.close()
-        client.send(b"two")
-        await asyncio.sleep(0.2)
-        return got
-
-    try:
-        got = asyncio.run(main())
-        client.settimeout(0.2)
-        try:
-            late = client.recv(512)
-        except TimeoutError:
-            late = None
-    finally:
-        server.close()
-        client.close()
+def test_a_closed_reader_answers_nothing_more(pair: Pair) -> None:
+    got, _, _ = _exchange(*pair, [b"one"], 1, after=(b"two",))
     assert got == [b"re:one"]
-    assert late is None
+    assert _more(pair[1]) is None
