@@ -111,8 +111,8 @@ class Shape:
     and the rendered answers are reused, and the per-query work is one map lookup.
     """
 
-    __slots__ = ("by_choice", "head", "limit", "n", "opt", "pad", "prefixes", "qname", "qtype",
-                 "question", "shift", "source", "tally", "template", "width")
+    __slots__ = ("by_choice", "head", "limit", "n", "opt", "pad", "qname", "qtype", "question",
+                 "shift", "source", "tally", "template", "width")
 
     def __init__(self, template: Template, qtype: int, head: int, question: bytes, opt: bytes,
                  n: int, width: int, shift: int, source: int, limit: int,
@@ -131,33 +131,24 @@ class Shape:
         self.pad = bytes(width - n)  # the ECS address's bytes beyond its prefix
         # the query counter's key per rcode (one tuple each, not one per query)
         self.tally = tuple(("tcp" if tcp else "udp", qtype, rcode) for rcode in range(16))
-        # per rendered answer: the response from the header to the ECS scope byte, so a
-        # query costs its ID, the scope and the address on top (a few answers per pool)
-        self.prefixes: dict[Rendered, bytes] = {}
-        # the same per steering-map answer object, found by identity (an Answer's own
-        # hash walks all its fields): id -> (the answer, its prefix, and the keys of the
-        # query and answer counters it adds to, see :meth:`answer`)
+        # per steering-map answer object (a few per pool), found by identity (an Answer's
+        # own hash walks all its fields): id -> (the answer, the response from the header
+        # to the ECS scope byte, so a query costs its ID, the scope and the address on
+        # top, and the keys of the query and answer counters it adds to, see :meth:`answer`)
         self.by_choice: dict[int, ShapeAnswer] = {}
 
     def answer(self, choice: Choice, metrics: Metrics | None) -> ShapeAnswer:
         """``choice`` rendered for this shape: the response from the header to the ECS
         scope byte, the query counter's key (transport, qtype, rcode) and the answer
         counter's key, when one key counts it (:meth:`Metrics.answer_key`)."""
-        pre = self.prefix(self.template.render(self.qtype, choice))
+        r = self.template.render(self.qtype, choice)
+        pre = r.heads[self.head] + self.question + r.body + self.opt
         akey = metrics.answer_key(self.template.pool, choice) if metrics is not None else None
         known = (choice, pre, self.tally[pre[1] & 15], akey)  # pre[1]: RCODE byte
         if len(self.by_choice) >= 64:
             self.by_choice.clear()
         self.by_choice[id(choice)] = known  # the answer is kept: its id stays its own
         return known
-
-    def prefix(self, r: Rendered) -> bytes:
-        pre = self.prefixes.get(r)
-        if pre is None:
-            if len(self.prefixes) >= 64:
-                self.prefixes.clear()
-            pre = self.prefixes[r] = r.heads[self.head] + self.question + r.body + self.opt
-        return pre
 
 
 def _limit(q: wd.Query, udp_size: int) -> int:
