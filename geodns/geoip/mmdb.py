@@ -26,7 +26,8 @@ from typing import Any, Final
 import numpy as np
 from maxminddb.decoder import Decoder
 
-__all__ = ["EMPTY", "V4_ALIAS", "Networks", "RecordFields", "SearchTree", "decode_fields"]
+__all__ = ["EMPTY", "V4_ALIAS", "Networks", "RecordFields", "SearchTree", "decode_fields",
+           "scan_records"]
 
 EMPTY: Final = -1  # leaf without data: the address is not in the database
 V4_ALIAS: Final = -2  # IPv6 leaf that is the IPv4 subtree (::/96, ::ffff:0:0/96, 6to4...)
@@ -294,19 +295,27 @@ class _FieldReader:
         """Decode the value at ``off`` (through the memo when it is a pointer)."""
         typ, target, after = self._ctrl(off)
         if typ == _POINTER:
-            found = self.memo.get(target, _MISS)
-            if found is _MISS:
-                found = self.memo[target] = self.decoder.decode(target)[0]
-            return found, after
+            return self.shared(target), after
         return self.decoder.decode(off)
+
+    def shared(self, target: int) -> Any:
+        """The value at pointer target ``target``, decoded once."""
+        found = self.memo.get(target, _MISS)
+        if found is _MISS:
+            found = self.memo[target] = self.decoder.decode(target)[0]
+        return found
+
+    def key_at(self, target: int) -> str:
+        """The map key at pointer target ``target``, decoded once."""
+        found = self.keys.get(target)
+        if found is None:
+            found = self.keys[target] = str(self.decoder.decode(target)[0])
+        return found
 
     def key(self, off: int) -> tuple[str, int]:
         typ, target, after = self._ctrl(off)
         if typ == _POINTER:
-            found = self.keys.get(target)
-            if found is None:
-                found = self.keys[target] = str(self.decoder.decode(target)[0])
-            return found, after
+            return self.key_at(target), after
         if typ != _STRING:
             raise FormatError("map key is not a string")
         return bytes(self.buf[after:after + target]).decode("utf-8"), after + target
@@ -455,37 +464,67 @@ def _get(d: Any, key: str) -> Any:
     return d.get(key) if isinstance(d, dict) else None
 
 
-def decode_fields(buf: Any, offsets: np.ndarray, pointer_base: int,
-                  progress: Callable[[int], None] | None = None) -> RecordFields:
+def _place(rec: dict[str, Any], intern: _Interner) -> tuple[int, int, int]:
+    """(continent, country, subdivisions) indices of a record's decoded fields."""
+    continent = intern.code(_get(rec.get("continent"), "code"))
+    cc = _get(rec.get("country"), "iso_code") or _get(rec.get("registered_country"),
+                                                       "iso_code")
+    subdivision = 0
+    subs = rec.get("subdivisions")
+    if isinstance(cc, str) and isinstance(subs, list):
+        names = tuple(f"{cc}-{s['iso_code']}".upper() for s in subs
+                      if isinstance(s, dict) and isinstance(s.get("iso_code"), str))
+        subdivision = intern.sub(names)
+    return continent, intern.code(cc), subdivision
+
+
+def _distinct_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(table, axis=0, return_inverse=True)``, by numbering the rows one
+    column at a time (several times faster than sorting rows as byte strings; the
+    numbers stay below len(table) squared)."""
+    key = np.zeros(len(table), dtype=np.int64)
+    for col in table.T:
+        values, codes = np.unique(col, return_inverse=True)
+        _, key = np.unique(key * len(values) + np.asarray(codes).reshape(-1),
+                           return_inverse=True)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+    return table[first], np.asarray(inverse).reshape(-1)
+
+
+def decode_fields(buf: Any, offsets: np.ndarray, pointer_base: int) -> RecordFields:
     """Decode continent, country, subdivisions and coordinates of every record at
-    ``offsets`` (unique, sorted)."""
+    ``offsets`` (unique, sorted).
+
+    Records of the common shape are scanned all at once (:func:`scan_records`); their
+    shared values are decoded once per distinct combination.  The rest are read one by
+    one with the selective reader.  Both give the same fields."""
     reader = _FieldReader(buf, pointer_base)
     n = len(offsets)
     continent = np.zeros(n, dtype=np.int32)
     country = np.zeros(n, dtype=np.int32)
     subdivision = np.zeros(n, dtype=np.int32)
-    lat = np.full(n, math.nan)
-    lon = np.full(n, math.nan)
     intern = _Interner()
-    for i, off in enumerate(offsets.tolist()):
-        rec = reader.fields(off, _WANTED)
+    scan = scan_records(buf, offsets, pointer_base, reader)
+    lat, lon = scan.lat, scan.lon
+    fast = np.flatnonzero(scan.ok)
+    if len(fast):
+        combos, inverse = _distinct_rows(scan.targets[fast])
+        places = np.zeros((len(combos), 3), dtype=np.int32)
+        for j, row in enumerate(combos.tolist()):
+            rec = {name: reader.shared(t) for name, t in zip(SCANNED, row, strict=True)
+                   if t >= 0}
+            places[j] = _place(rec, intern)
+        got = places[np.asarray(inverse).reshape(-1)]
+        continent[fast], country[fast], subdivision[fast] = got[:, 0], got[:, 1], got[:, 2]
+    for i in np.flatnonzero(~scan.ok).tolist():
+        rec = reader.fields(int(offsets[i]), _WANTED)
         if not rec:
             continue
-        continent[i] = intern.code(_get(rec.get("continent"), "code"))
-        cc = _get(rec.get("country"), "iso_code") or _get(rec.get("registered_country"),
-                                                           "iso_code")
-        country[i] = intern.code(cc)
-        subs = rec.get("subdivisions")
-        if isinstance(cc, str) and isinstance(subs, list):
-            names = tuple(f"{cc}-{s['iso_code']}".upper() for s in subs
-                          if isinstance(s, dict) and isinstance(s.get("iso_code"), str))
-            subdivision[i] = intern.sub(names)
+        continent[i], country[i], subdivision[i] = _place(rec, intern)
         loc = rec.get("location")
         la, lo = _get(loc, "latitude"), _get(loc, "longitude")
         if isinstance(la, int | float) and isinstance(lo, int | float):
             lat[i], lon[i] = float(la), float(lo)
-        if progress is not None and i % 65536 == 0:
-            progress(i)
     codes: list[str | None] = [None] * len(intern.codes)
     for code, idx in intern.codes.items():
         codes[idx] = code
@@ -496,3 +535,255 @@ def decode_fields(buf: Any, offsets: np.ndarray, pointer_base: int,
                         tuple(subs_list))
 
 
+# ------------------------------------------------------------------ scanning in bulk
+#
+# A record is a map.  In GeoIP2/GeoLite2 City databases (and DB-IP's) its keys are
+# pointers or short strings, the place fields (continent, country, ...) are pointers
+# to values many records share, and ``location`` is a small inline map whose latitude
+# and longitude are inline doubles.  scan_records reads that shape for every record at
+# once with numpy: one vectorised step per map entry instead of a Python loop per
+# record.  A record of any other shape is marked not ok and read by _FieldReader.
+
+SCANNED: Final = ("continent", "country", "registered_country", "subdivisions")
+_LOCATION: Final = len(SCANNED)
+_LATITUDE, _LONGITUDE = _LOCATION + 1, _LOCATION + 2
+_KEY_IDS: Final = {name: i for i, name in enumerate(
+    (*SCANNED, "location", "latitude", "longitude"))}
+_OTHER: Final = -1
+_SKIP_DEPTH: Final = 3  # containers nested deeper than this are left to _FieldReader
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What :func:`scan_records` read: per record, ``ok`` (the shape was understood),
+    the pointer targets of the SCANNED fields (-1: absent), and the coordinates (NaN
+    when absent, and for records that are not ok)."""
+
+    ok: np.ndarray  # bool
+    targets: np.ndarray  # int64, shape (n, len(SCANNED))
+    lat: np.ndarray  # float64, NaN when absent
+    lon: np.ndarray
+
+
+class _Bytes:
+    """The file as a numpy byte array; reads past its end give 0 (a record that runs
+    past the end is then caught by its end offset)."""
+
+    def __init__(self, buf: Any) -> None:
+        self.arr = np.frombuffer(buf, dtype=np.uint8)
+        self.size = len(self.arr)
+
+    def at(self, pos: np.ndarray) -> np.ndarray:
+        return self.arr.take(np.minimum(pos, self.size - 1)).astype(np.int64)
+
+    def pointer(self, pos: np.ndarray, ctrl: np.ndarray, base: int) -> tuple[np.ndarray,
+                                                                            np.ndarray]:
+        """Targets and next offsets of the pointers at ``pos`` (control bytes ``ctrl``)."""
+        ps = (ctrl >> 3) & 3
+        b1, b2, b3, b4 = (self.at(pos + k) for k in (1, 2, 3, 4))
+        top = ctrl & 7
+        target = np.select(
+            [ps == 0, ps == 1, ps == 2],
+            [(top << 8) | b1,
+             ((top << 16) | (b1 << 8) | b2) + _POINTER_OFFSETS[1],
+             ((top << 24) | (b1 << 16) | (b2 << 8) | b3) + _POINTER_OFFSETS[2]],
+            (b1 << 24) | (b2 << 16) | (b3 << 8) | b4)
+        return target + base, pos + 2 + ps
+
+    def doubles(self, pos: np.ndarray) -> np.ndarray:
+        """The big-endian doubles whose 8 bytes start at ``pos``."""
+        idx = np.minimum(pos[:, None] + np.arange(8), self.size - 1)
+        return np.ascontiguousarray(self.arr.take(idx)).view(">f8").reshape(-1)
+
+    def skip(self, pos: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets past the values at ``pos``, and which of them could be skipped
+        (pointers, scalars, and maps/arrays nested at most ``depth`` deep)."""
+        c = self.at(pos)
+        typ, size = c >> 5, c & 0x1F
+        ext = np.where(typ == 0, self.at(pos + 1) + 7, typ)
+        nxt = pos.copy()
+        ok = np.zeros(len(pos), dtype=bool)
+        m = typ == _POINTER
+        nxt[m] = pos[m] + 2 + ((c[m] >> 3) & 3)
+        ok |= m
+        head = np.where(typ == 0, 2, 1)  # control byte(s)
+        scalar = np.isin(ext, list(_FIXED_SIZE_TYPES)) & ((typ != 0) | (ext > _MAP))
+        m = scalar & (size < 29)
+        nxt[m] = pos[m] + head[m] + size[m]
+        ok |= m
+        m = scalar & (size == 29)
+        nxt[m] = pos[m] + head[m] + 1 + 29 + self.at(pos[m] + head[m])
+        ok |= m
+        m = (typ == 0) & (ext == _BOOLEAN)
+        nxt[m] = pos[m] + 2
+        ok |= m
+        if depth > 0:
+            for kind, entries in ((_MAP, 2), (_ARRAY, 1)):
+                m = np.flatnonzero((ext == kind) & (size < 29) & ((typ == 0) == (kind > _MAP)))
+                if len(m) == 0:
+                    continue
+                p, good = pos[m] + head[m], np.ones(len(m), dtype=bool)
+                count = size[m] * entries
+                for j in range(int(count.max(initial=0))):
+                    live = np.flatnonzero(good & (j < count))
+                    if len(live) == 0:
+                        break
+                    p[live], fine = self.skip(p[live], depth - 1)
+                    good[live] &= fine
+                nxt[m] = p
+                ok[m] = good
+        return nxt, ok
+
+
+class _PerTarget:
+    """``compute(target)`` for arrays of pointer targets, computed once per distinct
+    target (a few hundred distinct keys and shared numbers serve ~a million uses)."""
+
+    def __init__(self, compute: Callable[[int], float], dtype: type) -> None:
+        self.compute = compute
+        self.dtype = dtype
+        self.keys = np.empty(0, dtype=np.int64)
+        self.values: np.ndarray = np.empty(0, dtype=dtype)
+
+    def _find(self, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.minimum(np.searchsorted(self.keys, targets), max(len(self.keys) - 1, 0))
+        hit = self.keys[idx] == targets if len(self.keys) else np.zeros(len(targets), bool)
+        return idx, hit
+
+    def __call__(self, targets: np.ndarray) -> np.ndarray:
+        idx, hit = self._find(targets)
+        if not hit.all():
+            new = np.unique(targets[~hit])
+            values: np.ndarray = np.array([self.compute(t) for t in new.tolist()],
+                                          dtype=self.dtype)
+            keys = np.concatenate((self.keys, new))
+            order = np.argsort(keys)
+            self.keys = keys[order]
+            self.values = np.concatenate((self.values, values))[order]
+            idx, hit = self._find(targets)
+        return self.values[idx]
+
+
+class _Scanner:
+    """The vectorised reads of scan_records."""
+
+    def __init__(self, buf: Any, reader: _FieldReader) -> None:
+        self.data = _Bytes(buf)
+        self.reader = reader
+        self.base = reader.base
+        self.key_ids = _PerTarget(lambda t: _KEY_IDS.get(reader.key_at(t), _OTHER), np.int64)
+        self.numbers = _PerTarget(lambda t: _number(reader.shared(t)), np.float64)
+        self.inline_keys = [(np.frombuffer(name.encode(), dtype=np.uint8), key_id)
+                            for name, key_id in _KEY_IDS.items()]
+
+    def keys(self, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Map keys at ``pos``: their ids in _KEY_IDS (_OTHER for any other key), the
+        offsets of their values, and which keys were readable (pointers or short
+        strings)."""
+        data = self.data
+        c = data.at(pos)
+        typ, size = c >> 5, c & 0x1F
+        ids = np.full(len(pos), _OTHER, dtype=np.int64)
+        nxt = pos + 1 + size
+        ptr = np.flatnonzero(typ == _POINTER)
+        if len(ptr):
+            target, nxt[ptr] = data.pointer(pos[ptr], c[ptr], self.base)
+            ids[ptr] = self.key_ids(target)
+        inline = (typ == _STRING) & (size < 29)
+        if inline.any():
+            for raw, key_id in self.inline_keys:
+                m = np.flatnonzero(inline & (size == len(raw)))
+                if len(m):
+                    idx = np.minimum(pos[m, None] + 1 + np.arange(len(raw)), data.size - 1)
+                    ids[m[(data.arr.take(idx) == raw).all(axis=1)]] = key_id
+        return ids, nxt, (typ == _POINTER) | inline
+
+    def records(self, offsets: np.ndarray) -> Scan:
+        data = self.data
+        n = len(offsets)
+        pos = np.asarray(offsets, dtype=np.int64) + 1
+        c = data.at(pos - 1)
+        entries = c & 0x1F
+        ok = (c >> 5 == _MAP) & (entries < 29)
+        targets = np.full((n, len(SCANNED)), -1, dtype=np.int64)
+        lat = np.full(n, math.nan)
+        lon = np.full(n, math.nan)
+        for j in range(int(entries[ok].max(initial=0))):
+            live = np.flatnonzero(ok & (j < entries))
+            ids, at, good = self.keys(pos[live])
+            vc = data.at(at)
+            nxt = at.copy()
+            is_ptr = vc >> 5 == _POINTER
+            # the shared place fields: pointers only
+            m = np.flatnonzero((ids >= 0) & (ids < _LOCATION))
+            good[m[~is_ptr[m]]] = False
+            m = m[is_ptr[m]]
+            targets[live[m], ids[m]], nxt[m] = data.pointer(at[m], vc[m], self.base)
+            # location: an inline map, or a pointer to one (a repeated key: the last)
+            m = np.flatnonzero(ids == _LOCATION)
+            lat[live[m]] = lon[live[m]] = math.nan
+            m = np.flatnonzero((ids == _LOCATION) & ~is_ptr)
+            nxt[m], fine = self.location(at[m], lat, lon, live[m])
+            good[m] &= fine
+            m = np.flatnonzero((ids == _LOCATION) & is_ptr)
+            if len(m):
+                target, nxt[m] = data.pointer(at[m], vc[m], self.base)
+                shared, inverse = np.unique(target, return_inverse=True)
+                s_lat, s_lon = np.full(len(shared), math.nan), np.full(len(shared), math.nan)
+                _, fine = self.location(shared, s_lat, s_lon, np.arange(len(shared)))
+                inverse = np.asarray(inverse).reshape(-1)
+                lat[live[m]], lon[live[m]] = s_lat[inverse], s_lon[inverse]
+                good[m] &= fine[inverse]
+            # anything else is skipped
+            m = np.flatnonzero(ids == _OTHER)
+            nxt[m], fine = data.skip(at[m], _SKIP_DEPTH)
+            good[m] &= fine
+            pos[live] = nxt
+            ok[live] &= good
+        ok &= pos <= data.size
+        half = np.isnan(lat) | np.isnan(lon) | ~ok  # located: both coordinates, read
+        lat[half] = lon[half] = math.nan
+        return Scan(ok, targets, lat, lon)
+
+    def location(self, pos: np.ndarray, lat: np.ndarray, lon: np.ndarray,
+                 rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Read the ``location`` maps at ``pos`` into ``lat``/``lon`` at ``rows``
+        (inline doubles, or numbers behind pointers); the offsets past them, and which
+        were of that shape."""
+        data = self.data
+        c = data.at(pos)
+        entries = c & 0x1F
+        good = (c >> 5 == _MAP) & (entries < 29)
+        p = pos + 1
+        for j in range(int(entries[good].max(initial=0))):
+            live = np.flatnonzero(good & (j < entries))
+            ids, at, fine = self.keys(p[live])
+            nxt = at.copy()
+            vc = data.at(at)
+            for key_id, out in ((_LATITUDE, lat), (_LONGITUDE, lon)):
+                m = np.flatnonzero(ids == key_id)
+                double = vc[m] == (_DOUBLE << 5 | 8)
+                d = m[double]
+                out[rows[live[d]]] = data.doubles(at[d] + 1)
+                nxt[d] = at[d] + 9
+                ptr = m[vc[m] >> 5 == _POINTER]
+                target, nxt[ptr] = data.pointer(at[ptr], vc[ptr], self.base)
+                out[rows[live[ptr]]] = self.numbers(target)
+                fine[m[~double & (vc[m] >> 5 != _POINTER)]] = False
+            m = np.flatnonzero((ids != _LATITUDE) & (ids != _LONGITUDE))
+            nxt[m], skipped = data.skip(at[m], _SKIP_DEPTH - 1)
+            fine[m] &= skipped
+            p[live] = nxt
+            good[live] &= fine
+        return p, good
+
+
+def _number(value: Any) -> float:
+    """A coordinate as decode_fields' record path reads it (NaN: not a number)."""
+    return float(value) if isinstance(value, int | float) else math.nan
+
+
+def scan_records(buf: Any, offsets: np.ndarray, pointer_base: int,
+                 reader: _FieldReader) -> Scan:
+    """Read the records at ``offsets`` in bulk (see the comment above)."""
+    return _Scanner(buf, reader).records(offsets)
