@@ -51,15 +51,35 @@ def unit_settings(path: Path = UNIT) -> dict[str, list[str]]:
     return out
 
 
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
+@contextlib.contextmanager
+def open_dir(prefix: str) -> Iterator[Path]:
     """A temporary directory the unprivileged user can read and write (tmp_path is 0700)."""
-    d = Path(tempfile.mkdtemp(prefix="geodns-unit-"))
+    d = Path(tempfile.mkdtemp(prefix=prefix))
     d.chmod(0o777)
     try:
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    with open_dir("geodns-unit-") as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def cache_directory() -> Iterator[Path]:
+    """What ``CacheDirectory=geodns`` gives the unit: a cache the service user can write
+    (root's ``~/.cache`` is out of reach for nobody), shared by this module's servers so
+    that only the first one reads the GeoIP database's networks from scratch."""
+    with open_dir("geodns-cache-") as d:
+        yield d
+
+
+def service_env(cache: Path, **extra: str) -> dict[str, str]:
+    """The environment systemd gives the unit (``$CACHE_DIRECTORY``), plus ``extra``."""
+    return {**os.environ, "CACHE_DIRECTORY": str(cache), **extra}
 
 
 def etc_config(directory: Path) -> Path:
@@ -81,8 +101,10 @@ class NotifySocket:
         self.sock.bind(str(self.path))
         self.path.chmod(0o777)  # the service may run as another user
 
-    def wait_for(self, key: str, timeout: float = 15.0) -> dict[str, str]:
-        """The next message carrying ``key`` (e.g. READY=1), as a dict."""
+    def wait_for(self, key: str, timeout: float = 60.0) -> dict[str, str]:
+        """The next message carrying ``key`` (e.g. READY=1), as a dict.  The default
+        wait is generous (systemd's own start timeout is 90 s): a first start reads
+        the GeoIP database's networks, which on a busy 2-core machine takes a while."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -171,7 +193,8 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     assert r.returncode == 0 and not complaints, r.stdout + r.stderr
 
 
-def test_unit_command_line_runs_notifies_reloads_and_stops(shared_dir: Path) -> None:
+def test_unit_command_line_runs_notifies_reloads_and_stops(shared_dir: Path,
+                                                           cache_directory: Path) -> None:
     """ExecStart as written (config path and binary adapted, listeners on a free
     loopback port), as an unprivileged user with the unit's ambient capability when we
     can switch to one, with systemd's notify socket: READY=1, then ExecReload gives
@@ -184,7 +207,7 @@ def test_unit_command_line_runs_notifies_reloads_and_stops(shared_dir: Path) -> 
     port = free_port()
     argv += ["--listen", f"127.0.0.1:{port}", "--http", "127.0.0.1:0"]
     notify = NotifySocket(shared_dir)
-    env = {**os.environ, "NOTIFY_SOCKET": str(notify.path)}
+    env = service_env(cache_directory, NOTIFY_SOCKET=str(notify.path))
     if CAN_SWITCH:  # User= and AmbientCapabilities= as in the unit
         caps = [c.removeprefix("CAP_").lower() for c in settings["AmbientCapabilities"]]
         argv = setpriv(*caps) + argv
@@ -209,7 +232,8 @@ def test_unit_command_line_runs_notifies_reloads_and_stops(shared_dir: Path) -> 
         notify.close()
 
 
-def test_ambient_capability_binds_port_53_without_root(shared_dir: Path) -> None:
+def test_ambient_capability_binds_port_53_without_root(shared_dir: Path,
+                                                        cache_directory: Path) -> None:
     """What User= plus AmbientCapabilities=CAP_NET_BIND_SERVICE give the unit: a non-root
     process that binds port 53. Without the capability, the error names the address and
     the fix."""
@@ -217,16 +241,17 @@ def test_ambient_capability_binds_port_53_without_root(shared_dir: Path) -> None
     host = random_loopback()
     serve = [str(GEODNS), "serve", "--config", str(config), "--listen", f"{host}:53",
              "--http", "127.0.0.1:0"]
-    with process(setpriv("net_bind_service") + serve, cwd=shared_dir) as proc:
-        deadline = time.monotonic() + 15
+    with process(setpriv("net_bind_service") + serve, env=service_env(cache_directory),
+                 cwd=shared_dir) as proc:
+        deadline = time.monotonic() + 60
         while not answers(53, host):
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             assert time.monotonic() < deadline, "no answer on port 53"
             time.sleep(0.1)
         status = Path(f"/proc/{proc.pid}/status").read_text()
         assert re.search(rf"^Uid:\s+{NOBODY}\s", status, re.M), status
-    r = subprocess.run(setpriv() + serve, capture_output=True, text=True, timeout=30,
-                       cwd=shared_dir)
+    r = subprocess.run(setpriv() + serve, capture_output=True, text=True, timeout=60,
+                       env=service_env(cache_directory), cwd=shared_dir)
     assert r.returncode == 1
     assert f"cannot listen on {host}:53 (udp): permission denied" in r.stderr, r.stderr
     assert "CAP_NET_BIND_SERVICE" in r.stderr and "Traceback" not in r.stderr
@@ -242,7 +267,7 @@ def test_user_drops_privileges_after_binding_port_53(shared_dir: Path) -> None:
     argv = [str(GEODNS), "serve", "--config", str(config), "--user", "nobody", "--listen",
             f"{host}:53", "--http", "127.0.0.1:0"]
     with process(argv, cwd=shared_dir) as proc:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60
         while not answers(53, host):
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             assert time.monotonic() < deadline, "no answer on port 53"
