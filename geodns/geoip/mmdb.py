@@ -26,6 +26,8 @@ from typing import Any, Final
 import numpy as np
 from maxminddb.decoder import Decoder
 
+from geodns.distinct import distinct_rows
+
 __all__ = ["EMPTY", "V4_ALIAS", "Networks", "RecordFields", "SearchTree", "decode_fields",
            "scan_records"]
 
@@ -478,19 +480,6 @@ def _place(rec: dict[str, Any], intern: _Interner) -> tuple[int, int, int]:
     return continent, intern.code(cc), subdivision
 
 
-def _distinct_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``np.unique(table, axis=0, return_inverse=True)``, by numbering the rows one
-    column at a time (several times faster than sorting rows as byte strings; the
-    numbers stay below len(table) squared)."""
-    key = np.zeros(len(table), dtype=np.int64)
-    for col in table.T:
-        values, codes = np.unique(col, return_inverse=True)
-        _, key = np.unique(key * len(values) + np.asarray(codes).reshape(-1),
-                           return_inverse=True)
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    return table[first], np.asarray(inverse).reshape(-1)
-
-
 def decode_fields(buf: Any, offsets: np.ndarray, pointer_base: int) -> RecordFields:
     """Decode continent, country, subdivisions and coordinates of every record at
     ``offsets`` (unique, sorted).
@@ -508,7 +497,7 @@ def decode_fields(buf: Any, offsets: np.ndarray, pointer_base: int) -> RecordFie
     lat, lon = scan.lat, scan.lon
     fast = np.flatnonzero(scan.ok)
     if len(fast):
-        combos, inverse = _distinct_rows(scan.targets[fast])
+        combos, inverse = distinct_rows(scan.targets[fast])
         places = np.zeros((len(combos), 3), dtype=np.int32)
         for j, row in enumerate(combos.tolist()):
             rec = {name: reader.shared(t) for name, t in zip(SCANNED, row, strict=True)

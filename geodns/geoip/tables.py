@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from geodns.distinct import distinct_rows
 from geodns.geoip.mmdb import EMPTY, V4_ALIAS, RecordFields, SearchTree, decode_fields
 
 __all__ = ["ALIAS_ROW", "EMPTY_ROW", "FamilyTable", "GeoTables", "default_cache_dir"]
@@ -101,7 +102,7 @@ class GeoTables:
             f = self.fields
             keys = np.stack([np.asarray(f.continent), np.asarray(f.country),
                              np.asarray(f.subdivision)], axis=1)
-            uniq, inverse = np.unique(keys, axis=0, return_inverse=True)
+            uniq, inverse = distinct_rows(keys)
             found = self._memo["place"] = (uniq, np.asarray(inverse).reshape(-1))
         return found
 
@@ -113,8 +114,7 @@ class GeoTables:
             f = self.fields
             lat, lon = np.asarray(f.lat), np.asarray(f.lon)
             located = ~(np.isnan(lat) | np.isnan(lon))
-            uniq, inverse = np.unique(np.stack([lat, lon], axis=1)[located], axis=0,
-                                      return_inverse=True)
+            uniq, inverse = distinct_rows(np.stack([lat, lon], axis=1)[located])
             rows = np.full(len(lat), -1, dtype=np.int64)
             rows[located] = np.asarray(inverse).reshape(-1)
             found = self._memo["coord"] = (uniq, rows)

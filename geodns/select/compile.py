@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from geodns.config import Config, Pool
+from geodns.distinct import distinct_rows
 from geodns.geoip.asn_tables import AsnTables
 from geodns.geoip.tables import ALIAS_ROW, EMPTY_ROW, FamilyTable, GeoTables
 from geodns.select.maps import Alias, Ranking, RankingMap, flatten_nets
@@ -161,7 +162,7 @@ def compile_nearest(pool: Pool, config: Config, tables: GeoTables | None,
         pops = pool.pops
         order, _ = nearest_order(uniq[:, 0], uniq[:, 1],
                                  [(config.pops[p].lat, config.pops[p].lon) for p in pops])
-        perms, perm_inverse = np.unique(order, axis=0, return_inverse=True)
+        perms, perm_inverse = distinct_rows(order)
         perm_rid = np.array([entries.id(Ranking(NEAREST_RULE, tuple(pops[i] for i in row)))
                              for row in perms.tolist()], dtype=np.int32)
         rid_of_coord = perm_rid[np.asarray(perm_inverse).reshape(-1)]
