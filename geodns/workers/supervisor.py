@@ -93,6 +93,11 @@ class Child:
         self.ready = asyncio.Event()  # it answers (a worker says so once it serves)
         self.generation = 0
 
+    @property
+    def ran(self) -> float:
+        """Seconds since the process started (0 when it never did)."""
+        return time.monotonic() - self.started if self.started else 0.0
+
     async def start(self) -> None:
         parent, child = socket.socketpair()
         try:
@@ -332,7 +337,7 @@ class Supervisor(Server):
             return
         slot.cpu = 0.0
         slot.ready.clear()
-        await self._restart(slot, code, time.monotonic() - child.started)
+        await self._restart(slot, code, child.ran)
 
     async def _node_stopping(self, code: int | None) -> bool:
         """Is the node stopping?  A child ended by SIGTERM most likely got it with us
@@ -423,7 +428,7 @@ class Supervisor(Server):
                 self.probe.channel = None
             if await self._node_stopping(code):
                 return
-            ran = time.monotonic() - child.started
+            ran = child.ran  # a prober that could not start ran 0 s: back off
             backoff = next_backoff(ran, backoff)
             log.error("prober (pid %d) exited with %s after %.0f s; workers keep the last "
                       "health snapshot; starting it again in %.1f s", child.pid, code, ran,
